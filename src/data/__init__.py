@@ -1,0 +1,60 @@
+"""Dataset factory: ``create_dataset(name, data_path, split, batch_size, **kwargs)``."""
+import os
+
+DATASETS = ("cifar10", "imagenet", "imagefolder", "moving_mnist")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def create_dataset(name, data_path, split, batch_size, **kwargs):
+    """Batched pipeline of ``split`` ('train' or 'eval'). Extra kwargs go to the dataset builder:
+    image_size, shuffle, num_parallel_workers, shard_id, num_shards, num_samples, augment, ..."""
+    if not data_path:
+        raise FileNotFoundError(f"no data_path given for the {name} data set: pass --data_path DIR")
+    data_path = os.path.abspath(os.path.expanduser(data_path))
+    if name == "cifar10":
+        from src.data.classification import create_cifar10_dataset
+        return create_cifar10_dataset(data_path, split, batch_size, **kwargs)
+    if name in ("imagenet", "imagefolder"):
+        from src.data.classification import create_imagefolder_dataset
+        return create_imagefolder_dataset(data_path, split, batch_size, **kwargs)
+    if name == "moving_mnist":
+        from src.data.moving_mnist import create_moving_mnist_dataset
+        return create_moving_mnist_dataset(data_path, split, batch_size, **kwargs)
+    raise ValueError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)}")
+
+
+def dataset_kwargs(cfg, split):
+    """Builder arguments for ``split`` from a config (the keys each data set understands)."""
+    num_samples = (cfg.num_samples if split == "train" else cfg.eval_num_samples) or None
+    common = dict(num_parallel_workers=cfg.num_parallel_workers or None, num_samples=num_samples)
+    if cfg.dataset == "moving_mnist":
+        common.pop("num_samples")
+        return dict(common, input_frames=cfg.input_frames, output_frames=cfg.output_frames,
+                    image_size=cfg.image_size, num_digits=cfg.num_digits, seed=cfg.seed,
+                    num_sequences=cfg.train_sequences if split == "train" else (cfg.eval_num_samples or None))
+    kwargs = dict(common, image_size=cfg.image_size, augment=cfg.augment, hflip=cfg.hflip)
+    if cfg.dataset != "cifar10":
+        kwargs["class_names"] = cfg.get("class_names") or None
+    return kwargs
+
+
+def create_dataset_from_config(cfg, split, shard_id=None, num_shards=None):
+    path = cfg.data_path if split == "train" else (cfg.eval_data_path or cfg.data_path)
+    batch = cfg.batch_size if split == "train" else (cfg.eval_batch_size or cfg.batch_size)
+    if num_shards and num_shards > 1:
+        kwargs = dict(dataset_kwargs(cfg, split), shard_id=shard_id, num_shards=num_shards)
+    else:
+        kwargs = dataset_kwargs(cfg, split)
+    return create_dataset(cfg.dataset, path, split, batch, **kwargs)
+
+
+def class_names_of(cfg):
+    """Class names for a classification config (stored with checkpoints)."""
+    if cfg.get("class_names"):
+        return list(cfg.class_names)
+    if cfg.dataset == "cifar10":
+        return list(CIFAR10_CLASSES[: cfg.num_classes])
+    if cfg.dataset in ("imagenet", "imagefolder") and cfg.data_path:
+        from src.data.classification import image_folder_classes, split_folder
+        return image_folder_classes(split_folder(os.path.abspath(cfg.data_path), "train"))
+    return [str(i) for i in range(cfg.num_classes)]

@@ -1,0 +1,27 @@
+"""Evaluate a checkpoint: ``python eval.py --config_path config/<name>.yaml --ckpt_file FILE``.
+
+Tiny-DarkNet: top-1 / top-5 accuracy. ConvLSTM: MSE, MAE, SSIM, PSNR and cross-entropy per
+sequence beside the copy-last-frame baseline, plus PNG strips. Results go to ``metrics.json``.
+"""
+import sys
+
+from src.model_utils.config import get_config
+from src.model_utils.errors import UserError, exit_on_user_error
+
+DEFAULT_CONFIG = "config/cifar10_config_cpu.yaml"
+
+
+@exit_on_user_error
+def main(argv=None):
+    cfg = get_config(argv, default_config=DEFAULT_CONFIG)
+    if not cfg.ckpt_file:
+        raise UserError("no checkpoint given: pass --ckpt_file FILE.ckpt (or a checkpoint folder)")
+    from src.evaluate import format_result, run_eval
+    result = run_eval(cfg)
+    print(format_result(cfg, result))
+    print(f"metrics written to {result['metrics_file']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Read and write MNIST idx files (``train-images-idx3-ubyte[.gz]``, ``...-labels-idx1-ubyte[.gz]``).
+
+Format (big-endian): images = magic 2051, count, rows, cols, then count*rows*cols uint8 pixels;
+labels = magic 2049, count, then count uint8 labels. ``.gz`` files are read/written transparently.
+"""
+import gzip
+import os
+import struct
+
+import numpy as np
+
+IMAGES_MAGIC = 2051
+LABELS_MAGIC = 2049
+
+
+def _open(path, mode):
+    return gzip.open(path, mode) if str(path).endswith(".gz") else open(path, mode)
+
+
+def _read(path, magic, header_ints, what):
+    with _open(path, "rb") as f:
+        data = f.read()
+    header_len = 4 * header_ints
+    if len(data) < header_len:
+        raise ValueError(f"{path}: truncated idx file ({len(data)} bytes), expected an MNIST {what} "
+                         f"file with a {header_len}-byte big-endian header")
+    header = struct.unpack(f">{header_ints}i", data[:header_len])
+    if header[0] != magic:
+        raise ValueError(f"{path}: bad idx magic number {header[0]}, expected {magic} "
+                         f"(MNIST {what} file, big-endian header)")
+    dims = header[1:]
+    expected = int(np.prod(dims)) if dims else 0
+    payload = np.frombuffer(data, dtype=np.uint8, offset=header_len)
+    if payload.size != expected:
+        raise ValueError(f"{path}: idx {what} file holds {payload.size} data bytes, expected "
+                         f"{expected} for dimensions {tuple(dims)} (truncated or corrupt file)")
+    return payload.reshape(dims).copy()
+
+
+def read_idx_images(path):
+    """Images of an idx3 file as a (N, rows, cols) uint8 array."""
+    return _read(path, IMAGES_MAGIC, 4, "images (magic 2051)")
+
+
+def read_idx_labels(path):
+    """Labels of an idx1 file as a (N,) uint8 array."""
+    return _read(path, LABELS_MAGIC, 2, "labels (magic 2049)")
+
+
+def write_idx_images(path, images):
+    """Write a (N, rows, cols) uint8 array as an idx3 file (gzip-compressed if path ends in .gz)."""
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise ValueError(f"write_idx_images expects a (N, rows, cols) uint8 array, got "
+                         f"{images.dtype} {images.shape}")
+    with _open(path, "wb") as f:
+        f.write(struct.pack(">4i", IMAGES_MAGIC, *images.shape))
+        f.write(np.ascontiguousarray(images).tobytes())
+
+
+def write_idx_labels(path, labels):
+    """Write a (N,) uint8 array as an idx1 file (gzip-compressed if path ends in .gz)."""
+    labels = np.asarray(labels)
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise ValueError(f"write_idx_labels expects a (N,) uint8 array, got {labels.dtype} "
+                         f"{labels.shape}")
+    with _open(path, "wb") as f:
+        f.write(struct.pack(">2i", LABELS_MAGIC, labels.shape[0]))
+        f.write(labels.tobytes())
+
+
+def find_idx_file(folder, name):
+    """Path of ``name`` or ``name + '.gz'`` inside ``folder``, or None when neither exists."""
+    for candidate in (name, name + ".gz"):
+        path = os.path.join(folder, candidate)
+        if os.path.isfile(path):
+            return path
+    return None

@@ -1,0 +1,223 @@
+"""ConvLSTM encoding-forecasting network of Shi et al., NeurIPS 2015 (section 3 and 4.1).
+
+Cell (``*`` = convolution with zero padding, ``o`` = element-wise product, ``s`` = sigmoid)::
+
+    i  = s(Wxi * x + Whi * h + wci o c  + bi)
+    f  = s(Wxf * x + Whf * h + wcf o c  + bf)
+    c' = f o c + i o tanh(Wxc * x + Whc * h + bc)
+    o  = s(Wxo * x + Who * h + wco o c' + bo)
+    h' = o o tanh(c')
+
+Network: frames are cut into ``patch x patch`` patches (space-to-depth: a 64x64x1 frame becomes a
+16x16x16 tensor). An encoder stack reads the input frames; a forecaster stack of the same depth
+starts from copies of the encoder's last (h, c) states. The first forecaster layer has no input
+(state-to-state only); deeper forecaster layers take the hidden state of the layer below. Each
+prediction is a 1x1 convolution (with bias) over the concatenation of all forecaster layers'
+hidden states, giving ``patch^2 * C`` channels that are put back into one frame (depth-to-space).
+The network returns **logits**; ``predict`` applies the per-pixel sigmoid (the loss is per-pixel
+binary cross-entropy, computed on logits for numerical stability, e.g. ``nn.BCEWithLogitsLoss``).
+
+Parameter count (one definition, which reproduces all five ConvLSTM rows of the paper's Table 1:
+13,524,496 / 10,042,896 / 7,585,296 / 11,550,224 / 8,830,480). Per layer with input channels
+``Cin`` (0 for the first forecaster layer), hidden channels ``Ch``, kernels ``Kx`` / ``Kh``:
+
+    4*Cin*Ch*Kx^2  (input-to-state weights, absent when Cin = 0)
+  + 4*Ch*Ch*Kh^2   (state-to-state weights)
+  + 4*Ch           (gate biases bi, bf, bc, bo; one set per layer, also when Cin = 0)
+  + 3*Ch           (peepholes wci, wcf, wco: one scalar per channel per gate)
+
+plus the output 1x1 convolution ``sum(Ch)*P + P`` with ``P = patch^2*C``. The encoder's first layer
+input is the 16-channel patched frame. Biases live on ``conv_x`` (or on ``conv_h`` for the
+input-less cell), so every gate has exactly one bias.
+
+Initialisation (not given by the paper): convolution weights U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+(PyTorch's default), biases 0 except the forget gate's bias = 1, peepholes 0.
+"""
+import math
+
+import numpy as np
+import mindspore as ms
+import mindspore.nn as nn
+import mindspore.ops as ops
+from mindspore import Parameter, Tensor
+from mindspore.common.initializer import HeUniform, initializer
+
+from src.models.layers import Conv2d
+
+
+def _weight_init():
+    return HeUniform(negative_slope=math.sqrt(5))
+
+
+class ConvLSTMCell(nn.Cell):
+    """One ConvLSTM layer with peephole connections.
+
+    Args:
+        in_channels (int): input channels; 0 means the cell has no input (state-to-state only).
+        hidden_channels (int): channels of h and c.
+        input_kernel (int): input-to-state kernel size (odd; zero padding keeps the size).
+        state_kernel (int): state-to-state kernel size (odd).
+        use_unfold (bool): im2col + GEMM convolutions (fast on CPU; not exportable to ONNX).
+        forget_bias (float): initial value of the forget gate's bias.
+
+    ``construct(x, h, c)`` -> ``(h', c')``; ``x`` is ignored (pass ``None``) when in_channels=0.
+    Gate order inside the ``4*hidden`` conv output channels: i, f, c~, o.
+    """
+
+    def __init__(self, in_channels, hidden_channels, input_kernel, state_kernel, use_unfold=False,
+                 forget_bias=1.0):
+        super().__init__()
+        for k in (input_kernel, state_kernel):
+            if k % 2 != 1:
+                raise ValueError(f"ConvLSTMCell kernel sizes must be odd, got {k}")
+        self.in_channels = in_channels
+        self.hidden_channels = hidden_channels
+        self.has_input = in_channels > 0
+        gates = 4 * hidden_channels
+        if self.has_input:
+            self.conv_x = Conv2d(in_channels, gates, input_kernel, has_bias=True,
+                                 use_unfold=use_unfold, weight_init=_weight_init())
+        self.conv_h = Conv2d(hidden_channels, gates, state_kernel, has_bias=not self.has_input,
+                             use_unfold=use_unfold, weight_init=_weight_init())
+        bias = (self.conv_x if self.has_input else self.conv_h).bias
+        init = np.zeros(gates, np.float32)
+        init[hidden_channels:2 * hidden_channels] = forget_bias
+        bias.set_data(Tensor(init))
+        self.w_ci = Parameter(initializer("zeros", (hidden_channels,), ms.float32), name="w_ci")
+        self.w_cf = Parameter(initializer("zeros", (hidden_channels,), ms.float32), name="w_cf")
+        self.w_co = Parameter(initializer("zeros", (hidden_channels,), ms.float32), name="w_co")
+
+    def construct(self, x, h, c):
+        if self.has_input:
+            z = self.conv_x(x) + self.conv_h(h)
+        else:
+            z = self.conv_h(h)
+        zi, zf, zg, zo = ops.split(z, self.hidden_channels, axis=1)
+        w_ci = self.w_ci.reshape(1, -1, 1, 1)
+        w_cf = self.w_cf.reshape(1, -1, 1, 1)
+        w_co = self.w_co.reshape(1, -1, 1, 1)
+        i = ops.sigmoid(zi + w_ci * c)
+        f = ops.sigmoid(zf + w_cf * c)
+        c_new = f * c + i * ops.tanh(zg)
+        o = ops.sigmoid(zo + w_co * c_new)
+        h_new = o * ops.tanh(c_new)
+        return h_new, c_new
+
+
+class ConvLSTM(nn.Cell):
+    """Encoding-forecasting ConvLSTM network.
+
+    Args:
+        in_channels (int): channels C of a frame (1 for Moving MNIST).
+        patch_size (int): p; frames are reshaped to (p*p*C, H/p, W/p).
+        hidden_channels (tuple[int]): hidden channels per layer (same for encoder and forecaster).
+        input_kernel (int): input-to-state kernel size.
+        state_kernel (int): state-to-state kernel size.
+        input_frames (int): number of input frames (documentation / export shape; the encoder runs
+            over however many frames the input has).
+        output_frames (int): number of predicted frames.
+        use_unfold (bool): im2col convolutions (CPU speed); use False to export ONNX.
+
+    Input: (N, T_in, C, H, W) float32 in [0, 1], H and W divisible by p.
+    Output: (N, output_frames, C, H, W) logits; ``predict`` returns probabilities.
+    """
+
+    def __init__(self, in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), input_kernel=5,
+                 state_kernel=5, input_frames=10, output_frames=10, use_unfold=False):
+        super().__init__()
+        hidden_channels = tuple(int(h) for h in hidden_channels)
+        if not hidden_channels:
+            raise ValueError("ConvLSTM needs at least one layer (hidden_channels is empty)")
+        self.in_channels = in_channels
+        self.patch_size = patch_size
+        self.hidden_channels = hidden_channels
+        self.num_layers = len(hidden_channels)
+        self.input_frames = input_frames
+        self.output_frames = output_frames
+        patch_ch = patch_size * patch_size * in_channels
+        self.patch_channels = patch_ch
+        enc, fore = [], []
+        for layer, hid in enumerate(hidden_channels):
+            below = patch_ch if layer == 0 else hidden_channels[layer - 1]
+            enc.append(ConvLSTMCell(below, hid, input_kernel, state_kernel, use_unfold))
+            fore.append(ConvLSTMCell(0 if layer == 0 else below, hid, input_kernel, state_kernel,
+                                     use_unfold))
+        self.encoder = nn.CellList(enc)
+        self.forecaster = nn.CellList(fore)
+        self.output_conv = Conv2d(sum(hidden_channels), patch_ch, 1, has_bias=True, padding=0,
+                                  weight_init=_weight_init())
+
+    def patchify(self, x):
+        """(N, T, C, H, W) -> (N, T, p*p*C, H/p, W/p); channel order (C, row-in-patch, col)."""
+        n, t, c, h, w = x.shape
+        p = self.patch_size
+        x = x.reshape(n * t, c, h // p, p, w // p, p).transpose(0, 1, 3, 5, 2, 4)
+        return x.reshape(n, t, c * p * p, h // p, w // p)
+
+    def unpatchify(self, x):
+        """(N, p*p*C, H/p, W/p) -> (N, 1, C, H, W); inverse of ``patchify`` for one frame."""
+        n, _, hp, wp = x.shape
+        p = self.patch_size
+        c = self.in_channels
+        x = x.reshape(n, c, p, p, hp, wp).transpose(0, 1, 4, 2, 5, 3)
+        return x.reshape(n, 1, c, hp * p, wp * p)
+
+    def encode(self, x, return_sequence=False):
+        """Run the encoder over (N, T, C, H, W) input frames.
+
+        Returns (hs, cs): lists of the last hidden/cell states per layer (N, Ch, H/p, W/p);
+        with ``return_sequence=True`` also the top layer's hidden state after every step,
+        (N, T, Ch_top, H/p, W/p). Step t only sees frames 0..t.
+        """
+        n, t_in, c, h, w = x.shape
+        p = self.patch_size
+        if c != self.in_channels or h % p != 0 or w % p != 0:
+            raise ValueError(f"ConvLSTM expects (N, T, {self.in_channels}, H, W) with H and W "
+                             f"divisible by {p}, got {x.shape}")
+        xp = self.patchify(x)
+        hs = []
+        cs = []
+        for hid in self.hidden_channels:
+            hs.append(ops.zeros((n, hid, h // p, w // p), x.dtype))
+            cs.append(ops.zeros((n, hid, h // p, w // p), x.dtype))
+        seq = None
+        for step in range(t_in):
+            inp = xp[:, step]
+            for layer in range(self.num_layers):
+                h_new, c_new = self.encoder[layer](inp, hs[layer], cs[layer])
+                hs[layer] = h_new
+                cs[layer] = c_new
+                inp = h_new
+            if return_sequence:
+                top = ops.expand_dims(inp, 1)
+                seq = top if step == 0 else ops.cat((seq, top), 1)
+        if return_sequence:
+            return hs, cs, seq
+        return hs, cs
+
+    def _forecast_step(self, hs, cs):
+        inp = None
+        for layer in range(self.num_layers):
+            h_new, c_new = self.forecaster[layer](inp, hs[layer], cs[layer])
+            hs[layer] = h_new
+            cs[layer] = c_new
+            inp = h_new
+        frame = self.output_conv(ops.cat(hs, 1))
+        return self.unpatchify(frame)
+
+    def construct(self, x):
+        hs, cs = self.encode(x)
+        out = self._forecast_step(hs, cs)
+        for _ in range(1, self.output_frames):
+            out = ops.cat((out, self._forecast_step(hs, cs)), 1)
+        return out
+
+    def predict(self, x):
+        """Per-pixel probabilities (sigmoid of the logits), (N, T_out, C, H, W)."""
+        return ops.sigmoid(self.construct(x))
+
+
+def count_parameters(net, trainable_only=True):
+    """Number of (trainable) parameter values of ``net``."""
+    params = net.trainable_params() if trainable_only else net.get_parameters()
+    return int(sum(p.size for p in params))

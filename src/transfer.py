@@ -1,0 +1,69 @@
+"""Transfer learning: load what fits from a checkpoint, optionally freeze the backbone."""
+import mindspore as ms
+import mindspore.nn as nn
+
+from src.model_utils.errors import UserError
+
+# Parameters of the task-specific head per model; everything else is the backbone.
+HEAD_PREFIXES = {"tinydarknet": ("classifier.",), "convlstm": ("head.",)}
+
+
+def is_head(name, model_name):
+    return name.startswith(HEAD_PREFIXES.get(model_name, ()))
+
+
+def load_matching(network, params, source="checkpoint"):
+    """Copy every parameter whose name and shape match; returns (loaded, skipped[(name, why)])."""
+    own = {p.name: p for p in network.get_parameters()}
+    tensors = {k: v for k, v in params.items() if isinstance(v, ms.Parameter)}
+    loaded, skipped, matching = [], [], {}
+    for name, param in own.items():
+        if name not in tensors:
+            skipped.append((name, f"not in the {source}"))
+        elif tuple(tensors[name].shape) != tuple(param.shape):
+            skipped.append((name, f"shape {tuple(tensors[name].shape)} in the {source}, "
+                                  f"{tuple(param.shape)} in the network"))
+        else:
+            matching[name] = tensors[name]
+            loaded.append(name)
+    if matching:
+        ms.load_param_into_net(network, matching, strict_load=False)
+    return loaded, skipped
+
+
+def apply_pretrained(network, path, model_name, log=print):
+    """Initialise ``network`` from the checkpoint at ``path`` where names and shapes match.
+
+    A classifier head whose class count differs stays freshly initialised; every skipped
+    parameter is printed with the reason. A file that is not a checkpoint, or one that matches
+    nothing, is a one-line :class:`UserError`.
+    """
+    from src.trainer import read_checkpoint
+    params = read_checkpoint(path)
+    loaded, skipped = load_matching(network, params)
+    if not loaded:
+        raise UserError(f"{path} shares no parameter (same name and shape) with {model_name}: "
+                        "is it a checkpoint of this model?")
+    if log:
+        log(f"pre_trained: loaded {len(loaded)} parameters from {path}")
+        for name, why in skipped:
+            log(f"pre_trained: skipped {name}: {why} (left freshly initialised)")
+    return loaded, skipped
+
+
+def trainable_params(network, model_name, freeze_backbone=False):
+    """The parameters the optimizer updates: all trainable ones, or only the head when frozen."""
+    params = network.trainable_params()
+    if not freeze_backbone:
+        return params
+    head = [p for p in params if is_head(p.name, model_name)]
+    if not head:
+        raise UserError(f"freeze_backbone: {model_name} has no head parameters to train")
+    for p in params:
+        if not is_head(p.name, model_name):
+            p.requires_grad = False
+    # frozen BatchNorm layers normalise with their stored statistics and stop updating them
+    for name, cell in network.cells_and_names():
+        if isinstance(cell, nn.BatchNorm2d) and not is_head(name + ".", model_name):
+            cell.use_batch_statistics = False
+    return head

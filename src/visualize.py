@@ -1,0 +1,64 @@
+"""Pictures: ConvLSTM input / ground-truth / prediction strips and loss curves (PNG, matplotlib)."""
+import json
+import os
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def save_sequence_strip(path, inputs, target, prediction):
+    """One PNG with three rows: input frames, ground truth, prediction. Arrays (T, C, H, W) in [0,1]."""
+    plt = _pyplot()
+    rows = (("input", inputs), ("ground truth", target), ("prediction", prediction))
+    cols = max(len(inputs), len(target))
+    fig, axes = plt.subplots(3, cols, figsize=(cols * 1.1, 3.6), squeeze=False)
+    for r, (name, frames) in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c < len(frames):
+                ax.imshow(np.clip(frames[c][0], 0, 1), cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.axis("off")
+            if c == 0:
+                ax.set_ylabel(name, fontsize=8)
+    fig.tight_layout(pad=0.2)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def read_loss_history(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def save_loss_curve(history_file, path, title="training loss"):
+    """Plot per-step loss (and its running mean) from a ``loss_history.jsonl`` written by training."""
+    plt = _pyplot()
+    records = read_loss_history(history_file)
+    if not records:
+        raise ValueError(f"{history_file} holds no loss records")
+    steps = np.array([r["global_step"] for r in records])
+    losses = np.array([r["loss"] for r in records])
+    window = max(1, len(losses) // 20)
+    smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, losses, alpha=0.35, label="per step")
+    ax.plot(steps[window - 1:], smooth, label=f"mean of {window} steps")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

@@ -1,0 +1,21 @@
+"""Train Tiny-DarkNet or ConvLSTM: ``python train.py --config_path config/<name>.yaml [--key value ...]``.
+
+Every key of the YAML can be overridden on the command line; ``--help`` lists them.
+"""
+import sys
+
+from src.model_utils.config import get_config
+from src.model_utils.errors import exit_on_user_error
+
+DEFAULT_CONFIG = "config/cifar10_config_cpu.yaml"
+
+
+@exit_on_user_error
+def main(argv=None):
+    cfg = get_config(argv, default_config=DEFAULT_CONFIG)
+    from src.trainer import train  # after the config: --help and config errors need no MindSpore
+    train(cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
