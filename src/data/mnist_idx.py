@@ -18,16 +18,19 @@ def _open(path, mode):
 
 
 def _read(path, magic, header_ints, what):
-    with _open(path, "rb") as f:
-        data = f.read()
+    try:
+        with _open(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as err:  # corrupt / truncated gzip stream
+        raise ValueError(f"{path}: cannot read MNIST {what} idx file ({err})") from None
     header_len = 4 * header_ints
+    if len(data) >= 4 and struct.unpack(">i", data[:4])[0] != magic:
+        raise ValueError(f"{path}: bad idx magic number {struct.unpack('>i', data[:4])[0]}, "
+                         f"expected {magic} (MNIST {what} file, big-endian header)")
     if len(data) < header_len:
         raise ValueError(f"{path}: truncated idx file ({len(data)} bytes), expected an MNIST {what} "
                          f"file with a {header_len}-byte big-endian header")
     header = struct.unpack(f">{header_ints}i", data[:header_len])
-    if header[0] != magic:
-        raise ValueError(f"{path}: bad idx magic number {header[0]}, expected {magic} "
-                         f"(MNIST {what} file, big-endian header)")
     dims = header[1:]
     expected = int(np.prod(dims)) if dims else 0
     payload = np.frombuffer(data, dtype=np.uint8, offset=header_len)
@@ -39,12 +42,12 @@ def _read(path, magic, header_ints, what):
 
 def read_idx_images(path):
     """Images of an idx3 file as a (N, rows, cols) uint8 array."""
-    return _read(path, IMAGES_MAGIC, 4, "images (magic 2051)")
+    return _read(path, IMAGES_MAGIC, 4, "images")
 
 
 def read_idx_labels(path):
     """Labels of an idx1 file as a (N,) uint8 array."""
-    return _read(path, LABELS_MAGIC, 2, "labels (magic 2049)")
+    return _read(path, LABELS_MAGIC, 2, "labels")
 
 
 def write_idx_images(path, images):

@@ -292,7 +292,7 @@ def create_moving_mnist_dataset(data_path, split, batch_size, input_frames=10, o
     else:
         raise ValueError(f"unknown Moving MNIST split {split!r}; use 'train', 'test' or 'eval'")
     dataset = ds.GeneratorDataset(source, column_names=["input", "target"],
-                                  num_parallel_workers=num_parallel_workers,
+                                  num_parallel_workers=num_parallel_workers or 1,
                                   python_multiprocessing=python_multiprocessing, **sharding)
     drop = is_train if drop_remainder is None else drop_remainder
     return dataset.batch(batch_size, drop_remainder=drop)

@@ -1,6 +1,11 @@
 """YAML + command-line configuration.
 
-Priority: command line > YAML file (and the files it inherits) > defaults (``config/default.yaml``).
+Priority: command line > script defaults > YAML file (and the files it inherits) > defaults
+(``config/default.yaml``). Script defaults are what an entry script passes as
+``get_config(argv, default_config, script_defaults={...})``: e.g. export.py exports batch 1
+whatever training batch the YAML holds, yet ``--batch_size 8`` still wins. A script default may
+also add a key the YAML lacks (a script-only option such as preprocess.py's ``result_path``);
+it is then typed and overridable like any other key.
 
 A config file holds up to three YAML documents, as in the MindSpore model zoo:
 
@@ -170,8 +175,12 @@ def _format_help(path, values, helps, choices):
     return "\n".join(lines)
 
 
-def get_config(argv=None, default_config=None):
-    """Build the run's config from ``--config_path`` (or ``default_config``) and CLI overrides."""
+def get_config(argv=None, default_config=None, script_defaults=None):
+    """Build the run's config from ``--config_path`` (or ``default_config``) and CLI overrides.
+
+    ``script_defaults`` ({key: value}) replace the YAML values (type-checked against them) and may
+    add script-only keys; command-line options override both.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     overrides, want_help = parse_cli(argv)
     path = overrides.pop("config_path", None) or default_config
@@ -181,6 +190,8 @@ def get_config(argv=None, default_config=None):
         candidate = os.path.join(REPO_ROOT, path)
         path = candidate if os.path.exists(candidate) else path
     values, helps, choices = load_yaml(path)
+    for key, value in (script_defaults or {}).items():
+        values[key] = _check_type(key, value, values[key], "script default") if key in values else value
     if want_help:
         print(_format_help(path, values, helps, choices))
         sys.exit(0)

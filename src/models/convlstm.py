@@ -144,7 +144,7 @@ class ConvLSTM(nn.Cell):
                                      use_unfold))
         self.encoder = nn.CellList(enc)
         self.forecaster = nn.CellList(fore)
-        self.output_conv = Conv2d(sum(hidden_channels), patch_ch, 1, has_bias=True, padding=0,
+        self.head = Conv2d(sum(hidden_channels), patch_ch, 1, has_bias=True, padding=0,
                                   weight_init=_weight_init())
 
     def patchify(self, x):
@@ -196,20 +196,28 @@ class ConvLSTM(nn.Cell):
         return hs, cs
 
     def _forecast_step(self, hs, cs):
+        """One forecaster step; returns (frame logits (N, 1, C, H, W), new hs, new cs).
+
+        States are returned, not mutated in place: GRAPH mode does not propagate in-place list
+        updates out of a called function.
+        """
         inp = None
+        new_hs = []
+        new_cs = []
         for layer in range(self.num_layers):
             h_new, c_new = self.forecaster[layer](inp, hs[layer], cs[layer])
-            hs[layer] = h_new
-            cs[layer] = c_new
+            new_hs.append(h_new)
+            new_cs.append(c_new)
             inp = h_new
-        frame = self.output_conv(ops.cat(hs, 1))
-        return self.unpatchify(frame)
+        frame = self.head(ops.cat(new_hs, 1))
+        return self.unpatchify(frame), new_hs, new_cs
 
     def construct(self, x):
         hs, cs = self.encode(x)
-        out = self._forecast_step(hs, cs)
+        out, hs, cs = self._forecast_step(hs, cs)
         for _ in range(1, self.output_frames):
-            out = ops.cat((out, self._forecast_step(hs, cs)), 1)
+            frame, hs, cs = self._forecast_step(hs, cs)
+            out = ops.cat((out, frame), 1)
         return out
 
     def predict(self, x):
