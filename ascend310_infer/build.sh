@@ -7,6 +7,7 @@
 #                        (default: directory of the importable mindspore package)
 #        PYTHON          interpreter used to locate mindspore (default python3)
 #        CXX11_ABI       optional _GLIBCXX_USE_CXX11_ABI value (0 or 1)
+#        BUILD_DIR / OUTPUT_DIR  default ascend310_infer/build and ascend310_infer/out
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,7 +26,8 @@ has_model_api() {
     [ -f "${MS_LIB}" ] && [ -f "${MINDSPORE_PATH}/include/api/model.h" ] || return 1
     # Make sure the library really exports mindspore::Model (skip if no nm).
     if command -v nm >/dev/null 2>&1; then
-        nm -DC --defined-only "${MS_LIB}" 2>/dev/null | grep -q 'mindspore::Model::Predict(' || return 1
+        # (no grep -q: its early exit would SIGPIPE nm and trip pipefail)
+        nm -DC --defined-only "${MS_LIB}" 2>/dev/null | grep -F 'mindspore::Model::Predict(' >/dev/null || return 1
     fi
 }
 if ! has_model_api; then
@@ -40,8 +42,12 @@ for tool in cmake make; do
     fi
 done
 
-mkdir -p "${SCRIPT_DIR}/build" "${SCRIPT_DIR}/out"
-cd "${SCRIPT_DIR}/build"
-cmake .. -DMINDSPORE_PATH="${MINDSPORE_PATH}" -DCXX11_ABI="${CXX11_ABI:-}"
+BUILD_DIR="${BUILD_DIR:-${SCRIPT_DIR}/build}"
+OUTPUT_DIR="${OUTPUT_DIR:-${SCRIPT_DIR}/out}"
+mkdir -p "${BUILD_DIR}" "${OUTPUT_DIR}"
+BUILD_DIR="$(cd "${BUILD_DIR}" && pwd)"
+OUTPUT_DIR="$(cd "${OUTPUT_DIR}" && pwd)"
+cd "${BUILD_DIR}"
+cmake "${SCRIPT_DIR}" -DMINDSPORE_PATH="${MINDSPORE_PATH}" -DOUTPUT_DIR="${OUTPUT_DIR}" -DCXX11_ABI="${CXX11_ABI:-}"
 make -j"$(nproc 2>/dev/null || echo 4)"
-echo "built ${SCRIPT_DIR}/out/main"
+echo "built ${OUTPUT_DIR}/main"

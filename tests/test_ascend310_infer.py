@@ -4,7 +4,10 @@ No Ascend hardware or C++ MindSpore library is needed:
 * the scripts' shell syntax and build.sh's error path are always checked;
 * src/utils.cc is compiled and run with a small driver when g++ is present;
 * src/*.cc are type-checked against the real MindSpore C++ API headers
-  (fetched by ascend310_infer/fetch_headers.sh) when those and gflags exist.
+  (fetched by ascend310_infer/fetch_headers.sh) when those and gflags exist;
+* with those headers, build.sh builds out/main against a stand-in
+  libmindspore.so (ascend310_infer/tests/fake_mindspore.cc) and the binary is
+  run end to end on classifier- and ConvLSTM-shaped inputs.
 """
 import os
 import shutil
@@ -12,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -165,3 +169,76 @@ def test_type_check_catches_wrong_api_call(tmp_path):
     result = _check_syntax(src)
     assert result.returncode != 0
     assert "Predict" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def fake_main(tmp_path_factory):
+    """out/main built by build.sh against the fake libmindspore.so."""
+    _require_syntax_check_inputs()
+    for tool in ("cmake", "make"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not found")
+    root = tmp_path_factory.mktemp("fake_build")
+    ms_path = root / "mindspore"
+    (ms_path / "lib").mkdir(parents=True)
+    (ms_path / "include").symlink_to(HEADERS_DIR / "include")
+    lib = _run([CXX, "-std=c++17", "-shared", "-fPIC", "-O2", "-Wall", "-Werror",
+                f"-I{HEADERS_DIR}", f"-I{HEADERS_DIR / 'include'}",
+                str(INFER_DIR / "tests" / "fake_mindspore.cc"), "-o", str(ms_path / "lib" / "libmindspore.so")])
+    assert lib.returncode == 0, lib.stderr
+    env = dict(os.environ, MINDSPORE_PATH=str(ms_path), BUILD_DIR=str(root / "build"), OUTPUT_DIR=str(root / "out"))
+    build = _run(["bash", str(INFER_DIR / "build.sh")], env=env, cwd=root)
+    assert build.returncode == 0, build.stdout + build.stderr
+    exe = root / "out" / "main"
+    assert exe.is_file()
+    return exe
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 8, 8), (1, 4, 1, 8, 8)], ids=["classifier", "convlstm"])
+def test_main_end_to_end_with_fake_mindspore(fake_main, tmp_path, shape):
+    mindir = tmp_path / "net.mindir"
+    mindir.write_text("FAKE_MINDIR " + " ".join(map(str, shape)))
+    in_dir = tmp_path / "input"
+    in_dir.mkdir()
+    rng = np.random.default_rng(0)
+    samples = {f"sample_{i:02d}": rng.standard_normal(shape).astype(np.float32) for i in (2, 0, 1)}
+    for stem, arr in samples.items():
+        arr.tofile(in_dir / f"{stem}.bin")
+    (in_dir / "readme.txt").write_text("ignored")
+
+    result = _run([str(fake_main), f"--mindir_path={mindir}", f"--input0_path={in_dir}", "--device_id=0"],
+                  cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.index("sample_00") < result.stdout.index("sample_01") < result.stdout.index("sample_02")
+    out_dir = tmp_path / "result_Files"
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(
+        f"{stem}_{k}.bin" for stem in samples for k in (0, 1))
+    for stem, arr in samples.items():
+        np.testing.assert_array_equal(np.fromfile(out_dir / f"{stem}_0.bin", np.float32), arr.ravel())
+        np.testing.assert_allclose(np.fromfile(out_dir / f"{stem}_1.bin", np.float32), [arr.sum()], rtol=1e-4)
+    timing = (tmp_path / "time_Result" / "test_perform_static.txt").read_text()
+    assert timing.startswith("NN inference cost average time: ") and timing.strip().endswith("ms of infer_count 3")
+
+
+def test_main_reports_errors_with_fake_mindspore(fake_main, tmp_path):
+    mindir = tmp_path / "net.mindir"
+    mindir.write_text("FAKE_MINDIR 1 3 8 8")
+    in_dir = tmp_path / "input"
+    in_dir.mkdir()
+    np.zeros((1, 3, 8, 9), np.float32).tofile(in_dir / "wrong.bin")
+
+    def run(*flags):
+        return _run([str(fake_main), *flags], cwd=tmp_path)
+
+    not_mindir = tmp_path / "junk.mindir"
+    not_mindir.write_text("junk")
+    bad_model = run(f"--mindir_path={not_mindir}", f"--input0_path={in_dir}")
+    assert bad_model.returncode != 0 and "failed to load MindIR" in bad_model.stderr
+    assert not (tmp_path / "result_Files").exists()  # nothing written before the model loads
+
+    bad_size = run(f"--mindir_path={mindir}", f"--input0_path={in_dir}")
+    assert bad_size.returncode != 0
+    assert "wrong.bin has 864 bytes" in bad_size.stderr and "needs 768" in bad_size.stderr
+
+    missing_dir = run(f"--mindir_path={mindir}", f"--input0_path={tmp_path / 'nope'}")
+    assert missing_dir.returncode != 0 and "input directory not found" in missing_dir.stderr

@@ -82,6 +82,9 @@ bool WriteLatency(const std::string &time_dir, double total_ms, size_t count) {
 int main(int argc, char **argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
 
+  if (FLAGS_device_id < 0) {
+    return Fail("--device_id must be >= 0, got " + std::to_string(FLAGS_device_id));
+  }
   const std::string mindir_path = infer_utils::RealPath(FLAGS_mindir_path);
   if (mindir_path.empty()) {
     return Fail("MindIR file not found: --mindir_path='" + FLAGS_mindir_path + "'");
@@ -93,9 +96,6 @@ int main(int argc, char **argv) {
   const std::vector<std::string> input_files = infer_utils::ListBinFiles(input_dir);
   if (input_files.empty()) {
     return Fail("no .bin files in " + input_dir);
-  }
-  if (!infer_utils::MakeDirs(FLAGS_output_path) || !infer_utils::MakeDirs(FLAGS_time_path)) {
-    return Fail("cannot create output directories '" + FLAGS_output_path + "' / '" + FLAGS_time_path + "'");
   }
 
   Graph graph;
@@ -116,6 +116,9 @@ int main(int argc, char **argv) {
   const MSTensor &model_input = model_inputs[0];
   std::cout << "model input '" << model_input.Name() << "' shape " << ShapeToString(model_input.Shape()) << ", "
             << model_input.DataSize() << " bytes" << std::endl;
+  if (!infer_utils::MakeDirs(FLAGS_output_path) || !infer_utils::MakeDirs(FLAGS_time_path)) {
+    return Fail("cannot create output directories '" + FLAGS_output_path + "' / '" + FLAGS_time_path + "'");
+  }
 
   double total_ms = 0.0;
   std::vector<char> buffer;
