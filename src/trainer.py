@@ -90,6 +90,11 @@ def train(cfg):
         raise UserError(f"the training data at {cfg.data_path} has fewer samples per rank than one "
                         f"batch ({cfg.batch_size}): lower --batch_size or add data")
 
+    if cfg.model_name == "tinydarknet":
+        names = class_names_of(cfg)
+        if len(names) != cfg.num_classes:
+            raise UserError(f"the data has {len(names)} classes but num_classes is {cfg.num_classes}: "
+                            f"pass --num_classes {len(names)}")
     network = create_model_from_config(cfg)
     if cfg.pre_trained:
         apply_pretrained(network, cfg.pre_trained, cfg.model_name, log=print if is_main else None)
