@@ -1,0 +1,154 @@
+"""ConvLSTM (Shi et al. 2015): parameter counts, shapes, gradients, causality, unfold, export."""
+import numpy as np
+import pytest
+
+import mindspore as ms
+from mindspore import Tensor, nn
+
+from src.models.convlstm import ConvLSTM, ConvLSTMCell, count_parameters
+
+
+@pytest.fixture(autouse=True)
+def pynative():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+
+
+# Table 1 of the paper: (input-to-state kernel, state-to-state kernel, hidden channels, params).
+TABLE_1 = [
+    (5, 5, (256,), 13_524_496),
+    (5, 5, (128, 128), 10_042_896),
+    (5, 5, (128, 64, 64), 7_585_296),
+    (9, 1, (128, 128), 11_550_224),
+    (9, 1, (128, 64, 64), 8_830_480),
+]
+
+
+def tiny(**kw):
+    args = dict(hidden_channels=(8, 8), input_kernel=3, state_kernel=3, input_frames=3,
+                output_frames=4)
+    args.update(kw)
+    return ConvLSTM(**args)
+
+
+def rand_frames(n=2, t=3, h=16, w=16, seed=0):
+    return np.random.default_rng(seed).random((n, t, 1, h, w), dtype=np.float32)
+
+
+def copy_weights(src, dst):
+    ms.load_param_into_net(dst, {p.name: ms.Parameter(p.asnumpy(), name=p.name)
+                                for p in src.get_parameters()},
+                           strict_load=True)
+
+
+@pytest.mark.parametrize("kx,kh,hidden,expected", TABLE_1)
+def test_table1_parameter_counts(kx, kh, hidden, expected):
+    net = ConvLSTM(in_channels=1, patch_size=4, hidden_channels=hidden, input_kernel=kx,
+                   state_kernel=kh)
+    assert count_parameters(net) == expected
+    assert count_parameters(net, trainable_only=False) == expected
+
+
+def test_parameter_names_and_peepholes_trainable():
+    net = tiny()
+    names = {p.name for p in net.trainable_params()}
+    for name in ("encoder.0.conv_x.weight", "encoder.0.conv_x.bias", "encoder.0.conv_h.weight",
+                 "encoder.1.w_ci", "forecaster.0.conv_h.weight", "forecaster.0.conv_h.bias",
+                 "forecaster.0.w_co", "forecaster.1.conv_x.weight", "head.weight",
+                 "head.bias"):
+        assert name in names
+    # the first forecaster layer has no input-to-state weights and one bias set
+    assert not any(n.startswith("forecaster.0.conv_x") for n in names)
+    assert "encoder.0.conv_h.bias" not in names
+    cell = ConvLSTMCell(4, 6, 5, 3)
+    assert count_parameters(cell) == 4 * 4 * 6 * 25 + 4 * 6 * 6 * 9 + 4 * 6 + 3 * 6
+
+
+def test_patchify_layout_and_roundtrip():
+    net = tiny()
+    x = rand_frames(1, 2, 8, 12)
+    xp = net.patchify(Tensor(x)).asnumpy()
+    assert xp.shape == (1, 2, 16, 2, 3)
+    # channel (a*4 + b) of patch (i, j) is pixel (4i + a, 4j + b)
+    assert xp[0, 1, 4 * 2 + 3, 1, 2] == x[0, 1, 0, 4 + 2, 8 + 3]
+    back = net.unpatchify(Tensor(xp[:, 1])).asnumpy()
+    np.testing.assert_array_equal(back[:, 0], x[:, 1])
+
+
+def test_output_shapes_logits_and_predict():
+    net = tiny()
+    out = net(Tensor(rand_frames())).asnumpy()
+    assert out.shape == (2, 4, 1, 16, 16) and out.dtype == np.float32
+    prob = net.predict(Tensor(rand_frames())).asnumpy()
+    np.testing.assert_allclose(prob, 1 / (1 + np.exp(-out)), rtol=1e-5, atol=1e-6)
+    # spatial size is not hard-coded; single layer works
+    out = tiny(hidden_channels=(4,), output_frames=2)(Tensor(rand_frames(1, 2, 8, 12))).asnumpy()
+    assert out.shape == (1, 2, 1, 8, 12)
+    with pytest.raises(ValueError, match="divisible"):
+        net(Tensor(rand_frames(1, 2, 10, 16)))
+
+
+def test_forward_backward_gradients_finite_nonzero():
+    net = tiny()
+    x = Tensor(rand_frames())
+    y = Tensor((rand_frames(2, 4, seed=1) > 0.5).astype(np.float32))
+    loss_fn = nn.BCEWithLogitsLoss()
+    grad_fn = ms.value_and_grad(lambda a, b: loss_fn(net(a), b), None, net.trainable_params())
+    loss, grads = grad_fn(x, y)
+    assert np.isfinite(float(loss))
+    assert len(grads) == len(net.trainable_params())
+    for param, grad in zip(net.trainable_params(), grads):
+        g = grad.asnumpy()
+        assert np.all(np.isfinite(g)), param.name
+        assert np.abs(g).max() > 0, param.name
+
+
+def test_encoder_is_causal_and_forecast_uses_last_frame():
+    net = tiny()
+    x = rand_frames(1, 3)
+    x2 = x.copy()
+    x2[:, 1] = 1.0 - x2[:, 1]
+    _, _, seq = net.encode(Tensor(x), return_sequence=True)
+    _, _, seq2 = net.encode(Tensor(x2), return_sequence=True)
+    seq, seq2 = seq.asnumpy(), seq2.asnumpy()
+    assert seq.shape == (1, 3, 8, 4, 4)
+    np.testing.assert_array_equal(seq[:, 0], seq2[:, 0])  # step 0 does not see frame 1
+    assert np.abs(seq[:, 1] - seq2[:, 1]).max() > 1e-6  # step 1 does
+    x3 = x.copy()
+    x3[:, -1] = 0.0
+    assert np.abs(net(Tensor(x)).asnumpy() - net(Tensor(x3)).asnumpy()).max() > 1e-6
+
+
+def test_unfold_matches_native_convolution():
+    ref = tiny(input_kernel=5, state_kernel=3)
+    fast = tiny(input_kernel=5, state_kernel=3, use_unfold=True)
+    copy_weights(ref, fast)
+    x = Tensor(rand_frames())
+    np.testing.assert_allclose(fast(x).asnumpy(), ref(x).asnumpy(), atol=1e-5, rtol=0)
+
+
+def test_graph_mode_matches_pynative():
+    net = tiny(hidden_channels=(4, 4), output_frames=2)
+    x = Tensor(rand_frames(1, 2, 8, 8))
+    expected = net(x).asnumpy()
+    ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        np.testing.assert_allclose(net(x).asnumpy(), expected, atol=1e-5, rtol=0)
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+def test_export_mindir_and_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    x = Tensor(rand_frames(1, 2, 8, 8))
+    net = tiny(hidden_channels=(4, 4), output_frames=2)
+    expected = net(x).asnumpy()
+    ms.export(net, x, file_name=str(tmp_path / "convlstm"), file_format="MINDIR")
+    graph = nn.GraphCell(ms.load(str(tmp_path / "convlstm.mindir")))
+    np.testing.assert_allclose(graph(x).asnumpy(), expected, atol=1e-6)
+    onnx_net = tiny(hidden_channels=(4, 4), output_frames=2)  # a Cell exports once per process
+    copy_weights(net, onnx_net)
+    ms.export(onnx_net, x, file_name=str(tmp_path / "convlstm"), file_format="ONNX")
+    session = ort.InferenceSession(str(tmp_path / "convlstm.onnx"))
+    out = session.run(None, {session.get_inputs()[0].name: x.asnumpy()})[0]
+    np.testing.assert_allclose(out, expected, atol=1e-5)
