@@ -8,6 +8,7 @@ import numpy as np
 import mindspore as ms
 
 from src.data import create_dataset_from_config
+from src.metrics import VideoMetricAccumulator, topk_accuracy
 from src.model_utils.errors import UserError
 from src.models import create_model_from_config
 
@@ -40,12 +41,6 @@ def load_network(cfg, ckpt_file, export=False):
     return net, meta
 
 
-def topk_correct(logits, labels, k):
-    k = min(k, logits.shape[1])
-    top = np.argsort(-logits, axis=1)[:, :k]
-    return int(np.sum(np.any(top == labels[:, None], axis=1)))
-
-
 def predict_batches(net, dataset):
     """Run ``net`` over a dataset; yields (outputs numpy, target numpy) per batch."""
     for inputs, target in dataset.create_tuple_iterator(num_epochs=1):
@@ -58,8 +53,8 @@ def evaluate_classifier(cfg, net, dataset, log=print):
     start = time.time()
     for logits, labels in predict_batches(net, dataset):
         total += len(labels)
-        correct1 += topk_correct(logits, labels, 1)
-        correct5 += topk_correct(logits, labels, 5)
+        correct1 += round(topk_accuracy(logits, labels, 1) * len(labels))
+        correct5 += round(topk_accuracy(logits, labels, 5) * len(labels))
         if log and cfg.log_interval and (total // len(labels)) % cfg.log_interval == 0:
             log(f"evaluated {total} images, top-1 so far {correct1 / total:.4f}")
     if total == 0:
@@ -70,10 +65,12 @@ def evaluate_classifier(cfg, net, dataset, log=print):
 
 
 def evaluate_video(cfg, net, dataset, result_dir=None, num_pictures=4, log=print):
-    """ConvLSTM metrics of the model and of the copy-last-frame baseline over ``dataset``."""
-    from src.metrics import VideoMetricAccumulator
+    """ConvLSTM metrics over ``dataset`` of the model and of two baselines: copy-last-frame (the
+    last input frame repeated) and blank frames (all zeros), so a reader sees whether the model
+    learned motion rather than only to fade the digits out."""
     from src.visualize import save_sequence_strip
-    model_acc, base_acc = VideoMetricAccumulator(), VideoMetricAccumulator()
+    model_acc, base_acc, blank_acc = (VideoMetricAccumulator(), VideoMetricAccumulator(),
+                                      VideoMetricAccumulator())
     start, seen, pictures = time.time(), 0, []
     for inputs, target in dataset.create_tuple_iterator(num_epochs=1):
         logits = net(inputs).asnumpy()
@@ -81,6 +78,7 @@ def evaluate_video(cfg, net, dataset, result_dir=None, num_pictures=4, log=print
         x, y = inputs.asnumpy(), target.asnumpy()
         model_acc.update(pred, y)
         base_acc.update(np.repeat(x[:, -1:], y.shape[1], axis=1), y)
+        blank_acc.update(np.zeros_like(y), y)
         for i in range(min(len(x), num_pictures - len(pictures))):
             pictures.append((x[i], y[i], pred[i]))
         seen += len(x)
@@ -89,6 +87,7 @@ def evaluate_video(cfg, net, dataset, result_dir=None, num_pictures=4, log=print
     if seen == 0:
         raise UserError("the evaluation data set is empty")
     result = {"model": model_acc.result(), "copy_last_frame": base_acc.result(),
+              "blank_frames": blank_acc.result(),
               "num_samples": seen, "seconds": time.time() - start}
     if result_dir:
         os.makedirs(result_dir, exist_ok=True)
@@ -132,7 +131,7 @@ def format_result(cfg, result):
         accs = ", ".join(f"'{k}': {v:.4f}" for k, v in result.items() if k.endswith("accuracy"))
         return f"result: {{{accs}}} ckpt={result['ckpt_file']} ({result['num_samples']} images)"
     lines = [f"{'':18s}{'MSE':>10s}{'MAE':>10s}{'SSIM':>8s}{'PSNR':>8s}{'CE/seq':>11s}"]
-    for name in ("model", "copy_last_frame"):
+    for name in ("model", "copy_last_frame", "blank_frames"):
         m = result[name]
         lines.append(f"{name:18s}{m['mse']:10.2f}{m['mae']:10.2f}{m['ssim']:8.4f}{m['psnr']:8.2f}"
                      f"{m['cross_entropy']:11.1f}")

@@ -52,10 +52,15 @@ def read_checkpoint(path):
         raise UserError(f"{path} is not a MindSpore checkpoint: {str(exc).splitlines()[0][:160]}") from None
 
 
-def resume_state(path, network, optimizer):
-    """Load network + optimizer state from ``path``; returns the epoch the checkpoint ended."""
+def checkpoint_epoch(path):
+    """The epoch a checkpoint written by train.py ended (0 when it holds no epoch)."""
     params = read_checkpoint(path)
-    epoch = int(params["epoch_num"].asnumpy()) if "epoch_num" in params else 0
+    return int(params["epoch_num"].asnumpy()) if "epoch_num" in params else 0
+
+
+def resume_state(path, network, optimizer):
+    """Load network + optimizer state from ``path`` (weights, moments, global_step)."""
+    params = read_checkpoint(path)
     tensors = {k: v for k, v in params.items() if isinstance(v, ms.Parameter)}
     missing, _ = ms.load_param_into_net(network, tensors, strict_load=True)
     if missing:
@@ -65,7 +70,6 @@ def resume_state(path, network, optimizer):
     # position in it is the restored global_step
     tensors.pop("learning_rate", None)
     ms.load_param_into_net(optimizer, tensors, strict_load=False)
-    return epoch
 
 
 def build_loss_scale(cfg):
@@ -84,7 +88,12 @@ def train(cfg):
     out_dir = os.path.abspath(cfg.output_dir)
     ckpt_dir = os.path.join(out_dir, "checkpoints")
 
-    dataset = create_dataset_from_config(cfg, "train", shard_id=rank, num_shards=group_size)
+    initial_epoch = checkpoint_epoch(cfg.resume) if cfg.resume else 0
+    if initial_epoch >= cfg.epoch_size:
+        raise UserError(f"{cfg.resume} already finished epoch {initial_epoch}; pass "
+                        f"--epoch_size larger than {initial_epoch} to train further")
+    dataset = create_dataset_from_config(cfg, "train", shard_id=rank, num_shards=group_size,
+                                         start_epoch=initial_epoch)
     steps_per_epoch = dataset.get_dataset_size()
     if steps_per_epoch == 0:
         raise UserError(f"the training data at {cfg.data_path} has fewer samples per rank than one "
@@ -113,10 +122,8 @@ def train(cfg):
     model = Model(network, loss_fn=loss_fn, optimizer=optimizer, amp_level=amp_level,
                   loss_scale_manager=scale_manager)
 
-    initial_epoch = resume_state(cfg.resume, network, optimizer) if cfg.resume else 0
-    if initial_epoch >= cfg.epoch_size:
-        raise UserError(f"{cfg.resume} already finished epoch {initial_epoch}; pass "
-                        f"--epoch_size larger than {initial_epoch} to train further")
+    if cfg.resume:
+        resume_state(cfg.resume, network, optimizer)
 
     history = os.path.join(out_dir, "loss_history.jsonl") if is_main else None
     callbacks = [TrainMonitor(steps_per_epoch, cfg.log_interval, history, lr_per_step=lr,

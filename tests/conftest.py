@@ -37,3 +37,28 @@ def cifar_dir(tmp_path):
     write_cifar10_bin(str(folder / "data_batch_1.bin"), 96, seed=1)
     write_cifar10_bin(str(folder / "test_batch.bin"), 40, seed=2)
     return str(folder)
+
+
+@pytest.fixture
+def mmnist_dir(tmp_path):
+    """Tiny Moving MNIST files in the real formats: an idx file of 20 blob 'digits' (28x28) and a
+    mnist_test_seq.npy of 6 sequences of 20 frames at 32x32."""
+    from src.data.mnist_idx import write_idx_images
+    from src.data.moving_mnist import MovingMNISTGenerator, write_mnist_test_seq
+    rng = np.random.default_rng(0)
+    digits = np.zeros((20, 28, 28), np.uint8)
+    for d in digits:
+        r, c = rng.integers(4, 16, 2)
+        d[r:r + 10, c:c + 8] = 255
+    folder = tmp_path / "mmnist"
+    folder.mkdir()
+    write_idx_images(str(folder / "train-images-idx3-ubyte.gz"), digits)
+    gen = MovingMNISTGenerator(digits, num_sequences=6, seq_len=20, image_size=32, seed=5)
+    seqs = np.stack([np.concatenate(gen[i], axis=0)[:, 0] for i in range(6)], axis=1)
+    write_mnist_test_seq(str(folder / "mnist_test_seq.npy"), (seqs * 255).astype(np.uint8))
+    return str(folder)
+
+
+TINY_CONVLSTM = ["--image_size", "32", "--hidden_channels", "4,4", "--input_kernel", "3",
+                 "--state_kernel", "3", "--input_frames", "3", "--output_frames", "3",
+                 "--train_sequences", "8", "--batch_size", "4"]

@@ -38,13 +38,17 @@ def dataset_kwargs(cfg, split):
     return kwargs
 
 
-def create_dataset_from_config(cfg, split, shard_id=None, num_shards=None):
+def create_dataset_from_config(cfg, split, shard_id=None, num_shards=None, start_epoch=0):
+    """The pipeline of ``split`` as the config describes it; ``start_epoch`` (training resumed
+    after that many epochs) lets generated data sets continue their per-epoch sequence."""
     path = cfg.data_path if split == "train" else (cfg.eval_data_path or cfg.data_path)
     batch = cfg.batch_size if split == "train" else (cfg.eval_batch_size or cfg.batch_size)
     if num_shards and num_shards > 1:
         kwargs = dict(dataset_kwargs(cfg, split), shard_id=shard_id, num_shards=num_shards)
     else:
         kwargs = dataset_kwargs(cfg, split)
+    if cfg.dataset == "moving_mnist" and split == "train":
+        kwargs["start_epoch"] = start_epoch
     return create_dataset(cfg.dataset, path, split, batch, **kwargs)
 
 
