@@ -10,7 +10,7 @@ the latency summary goes to ``<time_path>/test_perform_static.txt``, whose first
 program's wording (``NN inference cost average time: X ms of infer_count N``). The runner adds the
 median and 90th percentile on a second line. Times are per ``Predict`` call (network + copy of the
 outputs to the host), measured after ``--warmup`` untimed calls on the first input (the first call
-compiles the graph); ``--device_id`` is accepted for compatibility.
+compiles the graph). ``--device_target GPU|Ascend`` runs the same MindIR there (``--device_id``).
 """
 import argparse
 import os
@@ -41,9 +41,11 @@ def mindir_io(path):
         for value in values:
             for tensor in value.tensor:
                 name = type_enum.Name(tensor.data_type).lower()
-                dtype = {"float": np.float32, "double": np.float64}.get(name, None)
-                if dtype is None:
-                    dtype = np.dtype(name)
+                try:
+                    dtype = {"float": np.float32, "double": np.float64}.get(name) or np.dtype(name)
+                except TypeError:
+                    raise UserError(f"{path}: {value.name} has data type {name}, which this runner "
+                                    "cannot feed") from None
                 out.append((value.name, tuple(int(d) for d in tensor.dims), np.dtype(dtype)))
         return out
 
@@ -99,7 +101,7 @@ def parse_latency_file(path):
 
 
 def run_inference(mindir_path, input_dir, output_path="./result_Files", time_path="./time_Result",
-                  warmup=3, device_target="CPU", log=print):
+                  warmup=3, device_target="CPU", device_id=0, log=print):
     """Run every ``.bin`` of ``input_dir`` through the MindIR; write outputs and the latency file.
 
     Returns {"outputs": [written files], "latency": {"mean", "p50", "p90", "count"},
@@ -118,11 +120,8 @@ def run_inference(mindir_path, input_dir, output_path="./result_Files", time_pat
 
     import mindspore as ms
     import mindspore.nn as nn
-    try:
-        ms.set_device(device_target)
-    except (RuntimeError, ValueError) as exc:
-        raise UserError(f"cannot use device_target={device_target}: {str(exc).splitlines()[0]}") from None
-    ms.set_context(mode=ms.GRAPH_MODE)
+    from src.model_utils.device import setup_device
+    setup_device(device_target, device_id, "GRAPH")
     net = nn.GraphCell(ms.load(mindir_path))
     os.makedirs(output_path, exist_ok=True)
     os.makedirs(time_path, exist_ok=True)
@@ -175,7 +174,7 @@ def build_parser():
     parser.add_argument("--input0_path", required=True, help="directory of preprocessed input .bin files")
     parser.add_argument("--output_path", default="./result_Files", help="directory for the output .bin files")
     parser.add_argument("--time_path", default="./time_Result", help="directory for the latency summary")
-    parser.add_argument("--device_id", type=int, default=0, help="accepted for compatibility (unused on CPU)")
+    parser.add_argument("--device_id", type=int, default=0, help="device index (ignored on CPU)")
     parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"],
                         help="MindSpore backend that runs the graph")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
@@ -186,7 +185,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     run_inference(args.mindir_path, args.input0_path, args.output_path, args.time_path,
-                  warmup=args.warmup, device_target=args.device_target)
+                  warmup=args.warmup, device_target=args.device_target, device_id=args.device_id)
     return 0
 
 

@@ -175,11 +175,12 @@ def _format_help(path, values, helps, choices):
     return "\n".join(lines)
 
 
-def get_config(argv=None, default_config=None, script_defaults=None):
+def get_config(argv=None, default_config=None, script_defaults=None, script_helps=None):
     """Build the run's config from ``--config_path`` (or ``default_config``) and CLI overrides.
 
     ``script_defaults`` ({key: value}) replace the YAML values (type-checked against them) and may
-    add script-only keys; command-line options override both.
+    add script-only keys; command-line options override both. ``script_helps`` ({key: text}):
+    ``--help`` strings for those keys.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     overrides, want_help = parse_cli(argv)
@@ -192,6 +193,7 @@ def get_config(argv=None, default_config=None, script_defaults=None):
     values, helps, choices = load_yaml(path)
     for key, value in (script_defaults or {}).items():
         values[key] = _check_type(key, value, values[key], "script default") if key in values else value
+    helps = {**helps, **(script_helps or {})}
     if want_help:
         print(_format_help(path, values, helps, choices))
         sys.exit(0)
