@@ -23,16 +23,14 @@ def setup_device(device_target, device_id=0, mode="GRAPH", distribute=False):
         device_id = int(os.environ.get("DEVICE_ID", os.environ.get("LOCAL_RANK", device_id)))
     try:
         ms.set_device(device_target, device_id if device_target != "CPU" else None)
-    except RuntimeError as exc:
-        # Already running on that device (a kernel ran before, e.g. an earlier step in the same
-        # process): MindSpore refuses to set it again, but there is nothing to change.
-        if ms.get_context("device_target") != device_target or (
-                device_target != "CPU" and ms.get_context("device_id") != device_id):
+    except (RuntimeError, ValueError) as exc:
+        # A RuntimeError also comes when the device is already set (a kernel ran earlier in this
+        # process): nothing to change then, as long as it is the device asked for.
+        same = (isinstance(exc, RuntimeError) and ms.get_context("device_target") == device_target
+                and (device_target == "CPU" or ms.get_context("device_id") == device_id))
+        if not same:
             raise UserError(f"cannot use device_target={device_target}: {str(exc).splitlines()[0]} "
                             "(install the MindSpore build for that device, or pass --device_target CPU)") from None
-    except ValueError as exc:
-        raise UserError(f"cannot use device_target={device_target}: {str(exc).splitlines()[0]} "
-                        "(install the MindSpore build for that device, or pass --device_target CPU)") from None
     ms.set_context(mode=ms.GRAPH_MODE if mode.upper() == "GRAPH" else ms.PYNATIVE_MODE)
     if not distribute:
         return 0, 1
