@@ -1,0 +1,11 @@
+#!/bin/bash
+# Evaluate a checkpoint on CPU, in the foreground; the log is also written to
+# <output_dir>/logs/eval_cpu/log.txt (RUN_DIR=<folder> to choose another log folder).
+#
+# usage: bash scripts/run_eval_cpu.sh CONFIG_PATH DATA_PATH CKPT_FILE [--key value ...]
+#   e.g. bash scripts/run_eval_cpu.sh config/cifar10_config_cpu.yaml ~/data/cifar-10-batches-bin output/tinydarknet_cifar10/checkpoints
+# DATA_PATH: the evaluation data (given to eval.py as --eval_data_path). CKPT_FILE: a .ckpt file or
+# a folder (its newest .ckpt).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+eval_main CPU run_eval_cpu.sh "$@"
