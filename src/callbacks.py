@@ -22,7 +22,7 @@ class TrainMonitor(Callback):
 
     Args:
         steps_per_epoch (int): steps in one epoch (for the progress display).
-        log_interval (int): steps between log lines (0: only at the end of an epoch).
+        log_interval (int): steps between log lines (0: only the last step of each epoch).
         history_file (str): where to append ``{"epoch", "step", "loss", "lr"}`` records, or None.
         progress (bool): draw a progress bar (default: when stdout is a terminal).
         lr_per_step (array): per-step learning rates, to log the current lr.
@@ -70,7 +70,7 @@ class TrainMonitor(Callback):
             self.stream.write(f"\r[{'#' * done}{'.' * (30 - done)}] epoch {epoch} "
                               f"{step}/{self.steps_per_epoch} loss {loss:.4f} {ms_step:.0f} ms/step")
             self.stream.flush()
-        if self.log_interval and (step % self.log_interval == 0 or step == self.steps_per_epoch):
+        if (self.log_interval and step % self.log_interval == 0) or step == self.steps_per_epoch:
             if self.progress:
                 self.stream.write("\n")
             lr_text = f", lr {lr:.6g}" if lr is not None else ""
