@@ -30,10 +30,9 @@ plus the output 1x1 convolution ``sum(Ch)*P + P`` with ``P = patch^2*C``. The en
 input is the 16-channel patched frame. Biases live on ``conv_x`` (or on ``conv_h`` for the
 input-less cell), so every gate has exactly one bias.
 
-Initialisation (not given by the paper): convolution weights U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-(PyTorch's default), biases 0 except the forget gate's bias = 1, peepholes 0.
+Initialisation (not given by the paper): convolution weights Kaiming-uniform
+U(-sqrt(6/fan_in), sqrt(6/fan_in)), biases 0 except the forget gate's bias = 1, peepholes 0.
 """
-import math
 
 import numpy as np
 import mindspore as ms
@@ -46,7 +45,11 @@ from src.models.layers import Conv2d
 
 
 def _weight_init():
-    return HeUniform(negative_slope=math.sqrt(5))
+    # Kaiming-uniform with gain sqrt(2). PyTorch's smaller default (negative_slope=sqrt(5)) left
+    # the network on the "predict the mean pixel" plateau for far longer in our CPU runs: on one
+    # fixed batch of 8 sequences (hidden 32-32, 3x3, Adam 2e-3) the loss was 0.182 after 100
+    # steps with it, 0.166 with this one.
+    return HeUniform()
 
 
 class ConvLSTMCell(nn.Cell):

@@ -1,0 +1,61 @@
+"""Last step of ``scripts/run_demo.sh``: loss curves (PNG) and a summary of what the demo made.
+
+``python -m src.demo --out_dir DEMO_OUTPUT`` reads the runs' ``loss_history.jsonl``,
+``eval/metrics.json`` and the CPU inference ``acc.log`` files, draws the loss curves and prints
+where everything is with the accuracy / MSE reached (beside the copy-last-frame baseline).
+"""
+import argparse
+import json
+import os
+
+from src.visualize import save_loss_curve
+
+RUNS = (("tinydarknet_digits", "Tiny-DarkNet on 1,000 held-out real MNIST digits (CIFAR-10 format)"),
+        ("convlstm_mmnist", "ConvLSTM on held-out Moving MNIST sequences (other digits)"))
+
+
+def _read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def summarize(out_dir):
+    """Draw the loss curves and return the summary lines."""
+    lines = [f"demo outputs in {out_dir}:"]
+    for name, title in RUNS:
+        run = os.path.join(out_dir, name)
+        if not os.path.isdir(run):
+            lines.append(f"  {name}: missing ({run})")
+            continue
+        curve = save_loss_curve(os.path.join(run, "loss_history.jsonl"),
+                                os.path.join(run, "loss_curve.png"), title=f"{name} training loss")
+        metrics = _read_json(os.path.join(run, "eval", "metrics.json"))
+        lines.append(f"  {title}")
+        if "top_1_accuracy" in metrics:
+            lines.append(f"    eval.py: top-1 {metrics['top_1_accuracy']:.4f}, top-5 "
+                         f"{metrics['top_5_accuracy']:.4f} on {metrics['num_samples']} images")
+        else:
+            m, b, z = metrics["model"], metrics["copy_last_frame"], metrics["blank_frames"]
+            lines.append(f"    eval.py: MSE/frame {m['mse']:.2f} (copy-last-frame {b['mse']:.2f}, "
+                         f"blank frames {z['mse']:.2f}); SSIM {m['ssim']:.4f} (copy-last-frame "
+                         f"{b['ssim']:.4f}) on {metrics['num_samples']} sequences")
+            lines.append(f"    frame strips: {', '.join(metrics.get('pictures', []))}")
+        acc_log = os.path.join(run, "infer", "acc.log")
+        if os.path.isfile(acc_log):
+            with open(acc_log, encoding="utf-8") as f:
+                result = [l.strip() for l in f if l.strip()]
+            lines.append(f"    CPU MindIR inference pipeline (acc.log): {' | '.join(result[:3])}")
+        lines.append(f"    loss curve: {curve}")
+        lines.append(f"    checkpoints: {os.path.join(run, 'checkpoints')}")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="summarise a demo run and draw its loss curves")
+    parser.add_argument("--out_dir", required=True, help="the demo output folder")
+    args = parser.parse_args(argv)
+    print("\n".join(summarize(os.path.abspath(args.out_dir))))
+
+
+if __name__ == "__main__":
+    main()
