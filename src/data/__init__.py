@@ -35,6 +35,7 @@ def dataset_kwargs(cfg, split):
     kwargs = dict(common, image_size=cfg.image_size, augment=cfg.augment, hflip=cfg.hflip)
     if cfg.dataset != "cifar10":
         kwargs["class_names"] = cfg.get("class_names") or None
+        kwargs["min_crop_scale"] = cfg.min_crop_scale
     return kwargs
 
 

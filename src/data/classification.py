@@ -132,9 +132,9 @@ def split_folder(data_path, split):
     return candidate if os.path.isdir(candidate) else data_path
 
 
-def imagenet_transforms(train, image_size, augment=True, hflip=True):
+def imagenet_transforms(train, image_size, augment=True, hflip=True, min_crop_scale=0.08):
     if train and augment:
-        ops = [V.RandomCropDecodeResize(image_size, scale=(0.08, 1.0), ratio=(0.75, 1.333))]
+        ops = [V.RandomCropDecodeResize(image_size, scale=(min_crop_scale, 1.0), ratio=(0.75, 1.333))]
         if hflip:
             ops.append(V.RandomHorizontalFlip())
         ops.append(V.RandomColorAdjust(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1))
@@ -146,7 +146,7 @@ def imagenet_transforms(train, image_size, augment=True, hflip=True):
 def create_imagefolder_dataset(data_path, split, batch_size, image_size=224, shuffle=None,
                                num_parallel_workers=None, shard_id=None, num_shards=None,
                                num_samples=None, augment=True, hflip=True, drop_remainder=None,
-                               class_names=None):
+                               class_names=None, min_crop_scale=0.08):
     """ImageNet-style folder pipeline (``train/<class>/*.JPEG``, ``val/<class>/*.JPEG``).
 
     ``class_names`` fixes the label order (e.g. the one stored with a checkpoint); by default the
@@ -164,7 +164,7 @@ def create_imagefolder_dataset(data_path, split, batch_size, image_size=224, shu
     dataset = ds.ImageFolderDataset(root, shuffle=shuffle, num_samples=num_samples,
                                     num_parallel_workers=workers, num_shards=num_shards,
                                     shard_id=shard_id, class_indexing={n: i for i, n in enumerate(names)})
-    dataset = dataset.map(imagenet_transforms(train, image_size, augment, hflip),
+    dataset = dataset.map(imagenet_transforms(train, image_size, augment, hflip, min_crop_scale),
                           input_columns="image", num_parallel_workers=workers)
     dataset = dataset.map(T.TypeCast(ms.int32), input_columns="label", num_parallel_workers=workers)
     return dataset.batch(batch_size, drop_remainder=train if drop_remainder is None else drop_remainder)
