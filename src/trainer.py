@@ -34,11 +34,11 @@ def set_seed(seed):
     ds.config.set_seed(seed)
 
 
-def checkpoint_meta(cfg):
+def checkpoint_meta(cfg, class_names=None):
     """Strings stored inside every checkpoint, so eval/export/inference know what they load."""
     meta = {"model_name": cfg.model_name}
-    if cfg.model_name == "tinydarknet":
-        meta["class_names"] = json.dumps(class_names_of(cfg))
+    if class_names is not None:
+        meta["class_names"] = json.dumps(list(class_names))
     return meta
 
 
@@ -99,6 +99,7 @@ def train(cfg):
         raise UserError(f"the training data at {cfg.data_path} has fewer samples per rank than one "
                         f"batch ({cfg.batch_size}): lower --batch_size or add data")
 
+    names = None
     if cfg.model_name == "tinydarknet":
         names = class_names_of(cfg)
         if len(names) != cfg.num_classes:
@@ -106,7 +107,8 @@ def train(cfg):
                             f"pass --num_classes {len(names)}")
     network = create_model_from_config(cfg)
     if cfg.pre_trained:
-        apply_pretrained(network, cfg.pre_trained, cfg.model_name, log=print if is_main else None)
+        apply_pretrained(network, cfg.pre_trained, cfg.model_name, log=print if is_main else None,
+                         class_names=names)
     params = trainable_params(network, cfg.model_name, cfg.freeze_backbone)
     lr = create_lr(cfg.lr_scheduler, cfg.lr, steps_per_epoch, cfg.epoch_size,
                    warmup_epochs=cfg.warmup_epochs, warmup_init_lr=cfg.warmup_init_lr,
@@ -133,7 +135,7 @@ def train(cfg):
         if history and not cfg.resume and os.path.exists(history):
             os.remove(history)
         save_config(cfg, out_dir)
-        append = list(CHECKPOINT_INFO) + [checkpoint_meta(cfg)]
+        append = list(CHECKPOINT_INFO) + [checkpoint_meta(cfg, names)]
         ckpt_cfg = CheckpointConfig(save_checkpoint_steps=steps_per_epoch * cfg.save_checkpoint_epochs,
                                     keep_checkpoint_max=cfg.keep_checkpoint_max, append_info=append)
         callbacks.append(ModelCheckpoint(prefix=cfg.model_name, directory=ckpt_dir, config=ckpt_cfg))

@@ -1,4 +1,6 @@
 """Transfer learning: load what fits from a checkpoint, optionally freeze the backbone."""
+import json
+
 import mindspore as ms
 import mindspore.nn as nn
 
@@ -31,16 +33,26 @@ def load_matching(network, params, source="checkpoint"):
     return loaded, skipped
 
 
-def apply_pretrained(network, path, model_name, log=print):
+def apply_pretrained(network, path, model_name, log=print, class_names=None):
     """Initialise ``network`` from the checkpoint at ``path`` where names and shapes match.
 
-    A classifier head whose class count differs stays freshly initialised; every skipped
-    parameter is printed with the reason. A file that is not a checkpoint, or one that matches
-    nothing, is a one-line :class:`UserError`.
+    A classifier head whose class count differs stays freshly initialised, and so does one whose
+    classes differ by name (``class_names`` of the new data vs the names stored in the
+    checkpoint), since its rows would mean other classes. Every skipped parameter is printed with
+    the reason. A file that is not a checkpoint, or one that matches nothing, is a one-line
+    :class:`UserError`.
     """
     from src.trainer import read_checkpoint
     params = read_checkpoint(path)
-    loaded, skipped = load_matching(network, params)
+    old_names = json.loads(params["class_names"]) if isinstance(params.get("class_names"), str) else None
+    if class_names is not None and old_names is not None and list(old_names) != list(class_names):
+        params = {k: v for k, v in params.items() if not is_head(k, model_name)}
+        source = f"checkpoint's head (trained for classes {_short(old_names)}, not {_short(class_names)})"
+        loaded, skipped = load_matching(network, params, source="checkpoint")
+        skipped = [(n, f"not loaded from the {source}" if is_head(n, model_name) else why)
+                   for n, why in skipped]
+    else:
+        loaded, skipped = load_matching(network, params)
     if not loaded:
         raise UserError(f"{path} shares no parameter (same name and shape) with {model_name}: "
                         "is it a checkpoint of this model?")
@@ -49,6 +61,11 @@ def apply_pretrained(network, path, model_name, log=print):
         for name, why in skipped:
             log(f"pre_trained: skipped {name}: {why} (left freshly initialised)")
     return loaded, skipped
+
+
+def _short(names, limit=6):
+    names = list(names)
+    return "[" + ", ".join(names[:limit]) + (", ..." if len(names) > limit else "") + "]"
 
 
 def trainable_params(network, model_name, freeze_backbone=False):

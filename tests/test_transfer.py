@@ -87,3 +87,17 @@ def test_useless_checkpoints_are_one_line_errors(tmp_path, source_ckpt):
 def test_class_count_mismatch_is_one_line_error(folder, tmp_path, source_ckpt):
     with pytest.raises(UserError, match="the data has 3 classes but num_classes is 5"):
         finetune(folder, str(tmp_path / "x"), source_ckpt[0], "--num_classes", "5")
+
+
+def test_same_class_count_but_other_classes_gets_a_fresh_head(tmp_path, capsys):
+    net = TinyDarkNet(num_classes=3)
+    path = str(tmp_path / "abc.ckpt")
+    ms.save_checkpoint(net, path, append_dict={"class_names": '["a", "b", "c"]'})
+    fresh = TinyDarkNet(num_classes=3)
+    loaded, skipped = apply_pretrained(fresh, path, "tinydarknet", class_names=["x", "y", "z"])
+    assert sorted(n for n, _ in skipped) == ["classifier.bias", "classifier.weight"]
+    assert "trained for classes [a, b, c], not [x, y, z]" in capsys.readouterr().out
+    assert not np.array_equal(fresh.classifier.weight.asnumpy(), net.classifier.weight.asnumpy())
+    again = TinyDarkNet(num_classes=3)
+    loaded, skipped = apply_pretrained(again, path, "tinydarknet", class_names=["a", "b", "c"])
+    assert not skipped and np.array_equal(again.classifier.weight.asnumpy(), net.classifier.weight.asnumpy())
