@@ -1,22 +1,55 @@
-"""Layers shared by the networks.
+"""Layers shared by the networks: fast-on-CPU drop-ins for ``nn.Conv2d``, ``nn.LeakyReLU`` and
+``nn.MaxPool2d`` (same parameters, values and gradients; checkpoints are interchangeable).
 
-``Conv2d`` is a drop-in ``nn.Conv2d`` (same parameter names ``weight``/``bias``, same shapes, so
-checkpoints are interchangeable) that can compute k x k convolutions as ``unfold`` + ``matmul``.
-MindSpore 2.10 on CPU runs k > 1 convolutions on a slow reference oneDNN kernel; im2col + GEMM is
-20-50x faster there. GPU/Ascend keep the native op, and so does export (ONNX has no Im2Col).
+``Conv2d`` can compute k x k convolutions as im2col (``ops.unfold``) + GEMM. Which way is faster
+depends on the CPU's oneDNN kernels. Measured with ``benchmarks/benchmark.py`` on a 2-core AMD
+EPYC (Zen 2, AVX2/FMA), MindSpore 2.10: oneDNN runs ``nn.Conv2d`` as its jit im2col + sgemm
+kernel (``x64:gemm:jit``), and the native op is the faster one for every map larger than 4x4
+(ConvLSTM 5x5 128->512 layer, forward + backward: 157 GFLOP/s native, 90 with the im2col +
+batched ``ops.matmul`` this layer used to have, 79 with the im2col path now); im2col + one GEMM
+over the whole batch wins on tiny maps (2x2, batch 32: 48 vs 25-32 GFLOP/s), where oneDNN's
+per-image GEMMs are too small. ``use_unfold='small'`` takes exactly those wins (native except on
+maps of <= ``TINY_MAP_POSITIONS`` positions); ``use_unfold=True`` is im2col everywhere, for CPUs
+whose oneDNN falls back to a reference convolution. See ``benchmarks/README.md``.
+
+``LeakyReLU``: MindSpore builds leaky ReLU as ``maximum(alpha * x, x)``, whose gradient costs three
+``Select`` plus comparisons (15% of a Tiny-DarkNet training step on CPU);
+``(1 - alpha) * relu(x) + alpha * x`` has the same values and a single ``ReluGrad``.
+
+``MaxPool2d``: MindSpore's CPU ``MaxPoolGrad`` re-runs the pooling forward in a slow generic kernel;
+in training mode this layer pools with ``MaxPoolWithArgmax`` (same values and gradients, faster).
 """
 import mindspore.nn as nn
 import mindspore.ops as ops
+
+# output positions per image at or below which the im2col path uses one 2-D GEMM over the whole
+# batch, (O, C*k*k) @ (C*k*k, N*L), instead of N per-image GEMMs (O, C*k*k) @ (C*k*k, L): the
+# transposes cost less than the small GEMMs lose there (measured: 2x2 and 4x4 maps, batch 32)
+SMALL_MAP_POSITIONS = 16
+# use_unfold='small': output positions at or below which that batched im2col GEMM replaces the
+# native op (measured, batch 32: faster on 2x2 maps, slower than oneDNN from 4x4 up)
+TINY_MAP_POSITIONS = 4
 
 
 class Conv2d(nn.Conv2d):
     """``nn.Conv2d`` with ``pad_mode='pad'`` and an optional im2col + GEMM path.
 
     Args:
-        in_channels, out_channels, kernel_size, stride, padding, has_bias: as ``nn.Conv2d``.
-        use_unfold (bool): compute with ``ops.unfold`` + ``ops.matmul`` (fast on CPU). Ignored
-            for 1x1 kernels, where the native op is already fast.
-        weight_init: as ``nn.Conv2d``.
+        in_channels, out_channels, kernel_size, stride, padding, has_bias: as ``nn.Conv2d``
+            (padding defaults to ``kernel_size // 2``: "same" output size at stride 1).
+        use_unfold (bool or 'small'): True: compute every k x k convolution as ``ops.unfold``
+            + GEMM; ``'small'``: only those whose output map has at most ``TINY_MAP_POSITIONS``
+            positions, the native op elsewhere (the fastest mix where oneDNN's jit convolution
+            is available); False: the native op. Ignored for 1x1 kernels (a 1x1 convolution
+            already is a GEMM in oneDNN). Same parameters, same results (to float rounding) and
+            the same gradients as the native op in every mode.
+        weight_init, bias_init: as ``nn.Conv2d``.
+
+    The im2col path: ``cols = unfold(x)`` is (N, C*k*k, L) with L = out_h * out_w; the weight
+    reshaped to (O, C*k*k) multiplies it. For maps with more than ``SMALL_MAP_POSITIONS`` output
+    positions that is one GEMM per image, ``W @ cols_n`` -> (N, O, L), already NCHW (no
+    transpose), executed as a 1x1 convolution over the columns; for tiny maps the batch is folded
+    into the GEMM: one (O, CKK) @ (CKK, N*L) ``ops.matmul`` after a (cheap, small) transpose.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=None,
@@ -29,18 +62,83 @@ class Conv2d(nn.Conv2d):
         self.k = kernel_size
         self.conv_stride = stride
         self.conv_padding = padding
-        self.use_unfold = bool(use_unfold) and kernel_size > 1
+        if isinstance(use_unfold, str):
+            if use_unfold != "small":
+                raise ValueError(f"use_unfold must be True, False or 'small', got {use_unfold!r}")
+            everywhere, small_maps = False, True
+        else:
+            everywhere = small_maps = bool(use_unfold)
+        self.use_unfold = everywhere and kernel_size > 1  # im2col on every map
+        self.unfold_small_maps = small_maps and kernel_size > 1  # im2col on tiny maps
 
     def construct(self, x):
-        if not self.use_unfold:
+        if not self.unfold_small_maps:
             return super().construct(x)
         n, _, h, w = x.shape
         k, s, p = self.k, self.conv_stride, self.conv_padding
         out_h = (h + 2 * p - k) // s + 1
         out_w = (w + 2 * p - k) // s + 1
+        positions = out_h * out_w
+        if positions > TINY_MAP_POSITIONS and not self.use_unfold:
+            return super().construct(x)
         cols = ops.unfold(x, kernel_size=k, dilation=1, padding=p, stride=s)  # (N, C*k*k, L)
+        if positions > SMALL_MAP_POSITIONS:
+            # the GEMM W (O, CKK) x cols_n (CKK, L) for every image, run as a 1x1 convolution of
+            # the (N, CKK, 1, L) columns: oneDNN's GEMM, and its backward is two plain GEMMs
+            # (ops.matmul would broadcast W to (N, O, CKK) and reduce dW over N: ~25% slower)
+            out = ops.conv2d(cols.reshape(n, cols.shape[1], 1, positions),
+                             self.weight.reshape(self.out_channels, cols.shape[1], 1, 1))
+            if self.has_bias:
+                out = out + self.bias.reshape(1, -1, 1, 1)
+            return out.reshape(n, self.out_channels, out_h, out_w)
         weight = self.weight.reshape(self.out_channels, -1)  # (O, C*k*k)
-        out = ops.matmul(weight, cols)  # (N, O, L)
+        cols = cols.transpose(1, 0, 2).reshape(cols.shape[1], n * positions)  # (C*k*k, N*L)
+        out = ops.matmul(weight, cols)  # (O, N*L): one GEMM over the whole batch
         if self.has_bias:
-            out = out + self.bias.reshape(1, -1, 1)
-        return out.reshape(n, self.out_channels, out_h, out_w)
+            out = out + self.bias.reshape(-1, 1)
+        return out.reshape(self.out_channels, n, out_h, out_w).transpose(1, 0, 2, 3)
+
+
+class LeakyReLU(nn.LeakyReLU):
+    """``nn.LeakyReLU`` (``max(x, alpha * x)``, 0 <= alpha <= 1) computed as
+    ``(1 - alpha) * relu(x) + alpha * x``.
+
+    Same values as ``nn.LeakyReLU(alpha)`` (to one float rounding on the positive side) and the
+    same gradient (1 or alpha), but the backward pass is one ``ReluGrad`` and two multiplies
+    instead of ``Maximum``'s select-based gradient: ~5x faster forward + backward on CPU.
+    A subclass, so ``isinstance(cell, nn.LeakyReLU)`` holds. Exports to MindIR and ONNX
+    (Relu, Mul, Add).
+    """
+
+    def __init__(self, alpha=0.2):
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"LeakyReLU alpha must be in [0, 1], got {alpha}")
+        super().__init__(alpha=alpha)
+        self.slope = float(alpha)
+        self.relu_scale = 1.0 - float(alpha)
+
+    def construct(self, x):
+        return self.relu_scale * ops.relu(x) + self.slope * x
+
+
+class MaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` (``pad_mode='valid'``) whose training-mode backward is ~1.8x faster on CPU.
+
+    MindSpore's ``MaxPoolGrad`` on CPU re-runs the pooling forward inside oneDNN with its generic
+    ``simple_nchw`` kernel (no jit kernel for plain NCHW) to find the maxima: that re-run alone was
+    24% of a Tiny-DarkNet 224x224 training step. In training mode this layer pools with
+    ``MaxPoolWithArgmax`` instead, whose backward scatters through the saved argmax; the values
+    and gradients are identical to ``nn.MaxPool2d`` (ties go to the first maximum in both). In
+    inference mode (``set_train(False)``: evaluation, export to MindIR / ONNX) it is the plain
+    ``MaxPool`` op.
+    """
+
+    def __init__(self, kernel_size=1, stride=1):
+        super().__init__(kernel_size=kernel_size, stride=stride, pad_mode="valid")
+        self.argmax_pool = ops.MaxPoolWithArgmax(kernel_size=kernel_size, strides=stride,
+                                                 pad_mode="valid")
+
+    def construct(self, x):
+        if self.training:
+            return self.argmax_pool(x)[0]
+        return super().construct(x)

@@ -1,0 +1,62 @@
+"""``benchmarks/benchmark.py --quick`` runs end to end and reports every row with positive numbers.
+
+No timing assertions: the machine is shared and the numbers are noisy; only the structure of the
+JSON (and that every measured quantity is a positive number) is checked.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TRAIN_ROWS = ("tinydarknet_32", "tinydarknet_224", "convlstm_paper", "convlstm_cpu")
+DATA_ROWS = ("cifar10_train_32", "imagefolder_train_224", "moving_mnist_train")
+EXPORT_ROWS = ("tinydarknet_224", "tinydarknet_32", "convlstm_paper")
+CONV_IMPLS = ("unfold", "native", "small")  # the benchmark's default --conv_impl
+
+
+def _positive(row, *keys):
+    for key in keys:
+        value = row.get(key)
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, \
+            f"{row.get('name')}: {key} = {value!r}"
+
+
+def test_benchmark_quick(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "benchmark.py"), "--quick",
+                           "--out", str(out)], cwd=str(tmp_path), capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    result = json.loads(out.read_text())
+    assert result["quick"] is True and result["synthetic_data"] is True
+    assert result["machine"]["cores"] >= 1 and result["machine"]["cpu_model"]
+
+    _positive(result["peak"], "numpy_gflops", "mindspore_gflops", "peak_gflops")
+
+    # one row per model and convolution kernel (default: unfold, native and small)
+    train = {(r["name"], r["conv_impl"]): r for r in result["train"]}
+    assert set(train) == {(n, c) for n in TRAIN_ROWS for c in CONV_IMPLS}, train.keys()
+    for row in train.values():
+        assert "error" not in row, row
+        _positive(row, "samples_per_s", "first_step_s", "step_s_median", "train_gflop_per_sample",
+                  "cpu_cores_busy", "achieved_gflops", "mfu", "params")
+        assert row["mfu"] < 1.5  # model FLOPs cannot beat the machine by much (sanity of the count)
+
+    data = {r["name"]: r for r in result["data"]}
+    assert set(data) == set(DATA_ROWS), data.keys()
+    for row in data.values():
+        _positive(row, "samples_per_s", "batches", "train_samples_per_s", "ratio_to_train")
+        assert row["train_conv_impl"] in CONV_IMPLS
+
+    export = {r["name"]: r for r in result["export"]}
+    assert set(export) == set(EXPORT_ROWS), export.keys()
+    for row in export.values():
+        assert "onnx_error" not in row, row
+        _positive(row, "mindir_latency_ms_median", "onnx_latency_ms_median")
+        assert row["onnx_max_abs_diff"] < 1e-3
+
+    # the table went to stdout
+    assert "samples/s" in proc.stdout and "MFU" in proc.stdout
