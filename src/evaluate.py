@@ -5,12 +5,12 @@ import os
 import time
 
 import numpy as np
-import mindspore as ms
 
 from src.data import create_dataset_from_config
 from src.metrics import VideoMetricAccumulator, topk_accuracy
 from src.model_utils.errors import UserError
 from src.models import create_model_from_config
+from src.transfer import load_matching
 
 
 def load_network(cfg, ckpt_file, export=False):
@@ -24,16 +24,11 @@ def load_network(cfg, ckpt_file, export=False):
         raise UserError(f"{ckpt_file} holds a {meta['model_name']} model but the config builds "
                         f"{cfg.model_name}: pass the config it was trained with")
     net = create_model_from_config(cfg, export=export)
-    tensors = {k: v for k, v in params.items() if isinstance(v, ms.Parameter)}
-    own = {p.name: p for p in net.get_parameters()}
-    missing = [n for n in own if n not in tensors]
-    wrong = [n for n in own if n in tensors and tuple(tensors[n].shape) != tuple(own[n].shape)]
-    if missing or wrong:
-        detail = (f"missing {missing[:2]}" if missing else
-                  f"{wrong[0]} has shape {tuple(tensors[wrong[0]].shape)}, the network {tuple(own[wrong[0]].shape)}")
+    _, skipped = load_matching(net, params)
+    if skipped:
+        name, why = skipped[0]
         raise UserError(f"{ckpt_file} does not fit the network of {os.path.basename(cfg.config_path)} "
-                        f"({detail}): use the config (e.g. num_classes) it was trained with")
-    ms.load_param_into_net(net, {n: tensors[n] for n in own}, strict_load=True)
+                        f"({name}: {why}): use the config (e.g. num_classes) it was trained with")
     net.set_train(False)
     if "class_names" in meta:
         meta["class_names"] = json.loads(meta["class_names"])

@@ -52,15 +52,14 @@ def read_checkpoint(path):
         raise UserError(f"{path} is not a MindSpore checkpoint: {str(exc).splitlines()[0][:160]}") from None
 
 
-def checkpoint_epoch(path):
+def checkpoint_epoch(params):
     """The epoch a checkpoint written by train.py ended (0 when it holds no epoch)."""
-    params = read_checkpoint(path)
     return int(params["epoch_num"].asnumpy()) if "epoch_num" in params else 0
 
 
-def resume_state(path, network, optimizer):
-    """Load network + optimizer state from ``path`` (weights, moments, global_step)."""
-    params = read_checkpoint(path)
+def resume_state(path, params, network, optimizer):
+    """Load network + optimizer state (weights, moments, global_step) from the checkpoint
+    ``params`` read from ``path``."""
     tensors = {k: v for k, v in params.items() if isinstance(v, ms.Parameter)}
     missing, _ = ms.load_param_into_net(network, tensors, strict_load=True)
     if missing:
@@ -88,7 +87,8 @@ def train(cfg):
     out_dir = os.path.abspath(cfg.output_dir)
     ckpt_dir = os.path.join(out_dir, "checkpoints")
 
-    initial_epoch = checkpoint_epoch(cfg.resume) if cfg.resume else 0
+    resume_params = read_checkpoint(cfg.resume) if cfg.resume else None
+    initial_epoch = checkpoint_epoch(resume_params) if cfg.resume else 0
     if initial_epoch >= cfg.epoch_size:
         raise UserError(f"{cfg.resume} already finished epoch {initial_epoch}; pass "
                         f"--epoch_size larger than {initial_epoch} to train further")
@@ -125,7 +125,7 @@ def train(cfg):
                   loss_scale_manager=scale_manager)
 
     if cfg.resume:
-        resume_state(cfg.resume, network, optimizer)
+        resume_state(cfg.resume, resume_params, network, optimizer)
 
     history = os.path.join(out_dir, "loss_history.jsonl") if is_main else None
     callbacks = [TrainMonitor(steps_per_epoch, cfg.log_interval, history, lr_per_step=lr,
