@@ -62,13 +62,16 @@ class ConvLSTMCell(nn.Cell):
         state_kernel (int): state-to-state kernel size (odd).
         use_unfold (bool): im2col + GEMM convolutions (fast on CPU; not exportable to ONNX).
         forget_bias (float): initial value of the forget gate's bias.
+        x_impl, h_impl (str or None): ``'native'`` / ``'unfold'`` for the input-to-state and the
+            state-to-state convolution (see ``layers.Conv2d``); when given they replace
+            ``use_unfold``.
 
     ``construct(x, h, c)`` -> ``(h', c')``; ``x`` is ignored (pass ``None``) when in_channels=0.
     Gate order inside the ``4*hidden`` conv output channels: i, f, c~, o.
     """
 
     def __init__(self, in_channels, hidden_channels, input_kernel, state_kernel, use_unfold=False,
-                 forget_bias=1.0):
+                 forget_bias=1.0, x_impl=None, h_impl=None):
         super().__init__()
         for k in (input_kernel, state_kernel):
             if k % 2 != 1:
@@ -79,9 +82,9 @@ class ConvLSTMCell(nn.Cell):
         gates = 4 * hidden_channels
         if self.has_input:
             self.conv_x = Conv2d(in_channels, gates, input_kernel, has_bias=True,
-                                 use_unfold=use_unfold, weight_init=_weight_init())
+                                 use_unfold=use_unfold, weight_init=_weight_init(), impl=x_impl)
         self.conv_h = Conv2d(hidden_channels, gates, state_kernel, has_bias=not self.has_input,
-                             use_unfold=use_unfold, weight_init=_weight_init())
+                             use_unfold=use_unfold, weight_init=_weight_init(), impl=h_impl)
         bias = (self.conv_x if self.has_input else self.conv_h).bias
         init = np.zeros(gates, np.float32)
         init[hidden_channels:2 * hidden_channels] = forget_bias
@@ -120,17 +123,25 @@ class ConvLSTM(nn.Cell):
             over however many frames the input has).
         output_frames (int): number of predicted frames.
         use_unfold (bool): im2col convolutions (CPU speed); use False to export ONNX.
+        conv_impl (callable or None): ``conv_impl(in_ch, out_ch, k, h, w) -> "native" | "unfold"``
+            per convolution (e.g. ``src.model_utils.cpu_tuning.conv_impl_policy``); replaces
+            ``use_unfold``. Needs ``image_size``.
+        image_size (int or None): frame height = width, to give ``conv_impl`` the map size
+            (``image_size / patch_size``); the network itself accepts any size divisible by p.
 
     Input: (N, T_in, C, H, W) float32 in [0, 1], H and W divisible by p.
     Output: (N, output_frames, C, H, W) logits; ``predict`` returns probabilities.
     """
 
     def __init__(self, in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), input_kernel=5,
-                 state_kernel=5, input_frames=10, output_frames=10, use_unfold=False):
+                 state_kernel=5, input_frames=10, output_frames=10, use_unfold=False,
+                 conv_impl=None, image_size=None):
         super().__init__()
         hidden_channels = tuple(int(h) for h in hidden_channels)
         if not hidden_channels:
             raise ValueError("ConvLSTM needs at least one layer (hidden_channels is empty)")
+        if conv_impl is not None and not image_size:
+            raise ValueError("ConvLSTM: conv_impl needs image_size (the frame height/width)")
         self.in_channels = in_channels
         self.patch_size = patch_size
         self.hidden_channels = hidden_channels
@@ -139,12 +150,21 @@ class ConvLSTM(nn.Cell):
         self.output_frames = output_frames
         patch_ch = patch_size * patch_size * in_channels
         self.patch_channels = patch_ch
+        size = (image_size or 0) // patch_size
+
+        def impl(cin, hid, k):  # what conv_impl picks for a cin -> 4*hid k x k convolution
+            return conv_impl(cin, 4 * hid, k, size, size) if conv_impl and cin else None
+
         enc, fore = [], []
         for layer, hid in enumerate(hidden_channels):
             below = patch_ch if layer == 0 else hidden_channels[layer - 1]
-            enc.append(ConvLSTMCell(below, hid, input_kernel, state_kernel, use_unfold))
-            fore.append(ConvLSTMCell(0 if layer == 0 else below, hid, input_kernel, state_kernel,
-                                     use_unfold))
+            enc.append(ConvLSTMCell(below, hid, input_kernel, state_kernel, use_unfold,
+                                    x_impl=impl(below, hid, input_kernel),
+                                    h_impl=impl(hid, hid, state_kernel)))
+            below = 0 if layer == 0 else below  # the first forecaster layer has no input
+            fore.append(ConvLSTMCell(below, hid, input_kernel, state_kernel, use_unfold,
+                                     x_impl=impl(below, hid, input_kernel),
+                                     h_impl=impl(hid, hid, state_kernel)))
         self.encoder = nn.CellList(enc)
         self.forecaster = nn.CellList(fore)
         self.head = Conv2d(sum(hidden_channels), patch_ch, 1, has_bias=True, padding=0,
@@ -226,6 +246,21 @@ class ConvLSTM(nn.Cell):
     def predict(self, x):
         """Per-pixel probabilities (sigmoid of the logits), (N, T_out, C, H, W)."""
         return ops.sigmoid(self.construct(x))
+
+
+def conv_shapes(in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), input_kernel=5,
+                state_kernel=5, image_size=64):
+    """``(in_ch, out_ch, kernel, h, w)`` of every convolution (encoder, forecaster, head)."""
+    size = image_size // patch_size
+    patch_ch = patch_size * patch_size * in_channels
+    shapes = []
+    for forecaster in (False, True):
+        for layer, hid in enumerate(hidden_channels):
+            below = patch_ch if layer == 0 else hidden_channels[layer - 1]
+            if not (forecaster and layer == 0):
+                shapes.append((below, 4 * hid, input_kernel, size, size))
+            shapes.append((hid, 4 * hid, state_kernel, size, size))
+    return shapes + [(sum(hidden_channels), patch_ch, 1, size, size)]
 
 
 def count_parameters(net, trainable_only=True):

@@ -10,7 +10,9 @@ batched ``ops.matmul`` this layer used to have, 79 with the im2col path now); im
 over the whole batch wins on tiny maps (2x2, batch 32: 48 vs 25-32 GFLOP/s), where oneDNN's
 per-image GEMMs are too small. ``use_unfold='small'`` takes exactly those wins (native except on
 maps of <= ``TINY_MAP_POSITIONS`` positions); ``use_unfold=True`` is im2col everywhere, for CPUs
-whose oneDNN falls back to a reference convolution. See ``benchmarks/README.md``.
+whose oneDNN falls back to a reference convolution. See ``benchmarks/README.md``. ``impl='native'
+| 'unfold'`` fixes one layer's implementation: the networks take a per-layer choice, measured on
+the machine at hand by ``src.model_utils.cpu_tuning.conv_impl_policy``.
 
 ``LeakyReLU``: MindSpore builds leaky ReLU as ``maximum(alpha * x, x)``, whose gradient costs three
 ``Select`` plus comparisons (15% of a Tiny-DarkNet training step on CPU);
@@ -29,6 +31,7 @@ SMALL_MAP_POSITIONS = 16
 # use_unfold='small': output positions at or below which that batched im2col GEMM replaces the
 # native op (measured, batch 32: faster on 2x2 maps, slower than oneDNN from 4x4 up)
 TINY_MAP_POSITIONS = 4
+CONV_IMPLS = ("native", "unfold")  # Conv2d(impl=...): one layer's implementation
 
 
 class Conv2d(nn.Conv2d):
@@ -43,6 +46,8 @@ class Conv2d(nn.Conv2d):
             is available); False: the native op. Ignored for 1x1 kernels (a 1x1 convolution
             already is a GEMM in oneDNN). Same parameters, same results (to float rounding) and
             the same gradients as the native op in every mode.
+        impl (str or None): ``'native'`` or ``'unfold'`` (im2col + GEMM) for this layer; when
+            given it replaces ``use_unfold``. 1x1 kernels are always native.
         weight_init, bias_init: as ``nn.Conv2d``.
 
     The im2col path: ``cols = unfold(x)`` is (N, C*k*k, L) with L = out_h * out_w; the weight
@@ -53,7 +58,8 @@ class Conv2d(nn.Conv2d):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=None,
-                 has_bias=False, use_unfold=False, weight_init="he_uniform", bias_init="zeros"):
+                 has_bias=False, use_unfold=False, weight_init="he_uniform", bias_init="zeros",
+                 impl=None):
         if padding is None:
             padding = kernel_size // 2
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, pad_mode="pad",
@@ -62,6 +68,10 @@ class Conv2d(nn.Conv2d):
         self.k = kernel_size
         self.conv_stride = stride
         self.conv_padding = padding
+        if impl is not None:
+            if impl not in CONV_IMPLS:
+                raise ValueError(f"impl must be one of {', '.join(CONV_IMPLS)}, got {impl!r}")
+            use_unfold = impl == "unfold"
         if isinstance(use_unfold, str):
             if use_unfold != "small":
                 raise ValueError(f"use_unfold must be True, False or 'small', got {use_unfold!r}")

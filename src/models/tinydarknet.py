@@ -23,9 +23,9 @@ LEAKY_SLOPE = 0.1
 class ConvBNLeaky(nn.Cell):
     """Conv (no bias) + BatchNorm + LeakyReLU(0.1): darknet's ``batch_normalize=1, leaky``."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, use_unfold=False):
+    def __init__(self, in_channels, out_channels, kernel_size, use_unfold=False, impl=None):
         super().__init__()
-        self.conv = Conv2d(in_channels, out_channels, kernel_size, use_unfold=use_unfold)
+        self.conv = Conv2d(in_channels, out_channels, kernel_size, use_unfold=use_unfold, impl=impl)
         self.bn = nn.BatchNorm2d(out_channels, momentum=0.9, eps=1e-5)
         self.act = LeakyReLU(alpha=LEAKY_SLOPE)  # nn.LeakyReLU with a cheap gradient (CPU speed)
 
@@ -39,23 +39,32 @@ class TinyDarkNet(nn.Cell):
     Args:
         num_classes (int): outputs of the final 1x1 convolution.
         in_channels (int): image channels (3 for RGB).
-        use_unfold (bool): compute 3x3 convolutions as im2col + GEMM (fast on CPU; same weights).
+        use_unfold (bool): compute 3x3 convolutions as im2col + GEMM (same weights).
+        conv_impl (callable or None): ``conv_impl(in_ch, out_ch, k, h, w) -> "native" | "unfold"``
+            per convolution (e.g. ``src.model_utils.cpu_tuning.conv_impl_policy``); replaces
+            ``use_unfold``. Needs ``image_size``.
+        image_size (int or None): input height = width, to give ``conv_impl`` each layer's map
+            size (the network itself accepts any size divisible by 16).
 
     Input (N, in_channels, H, W) float32, any H, W divisible by 16. Output (N, num_classes) logits.
     """
 
-    def __init__(self, num_classes=1000, in_channels=3, use_unfold=False):
+    def __init__(self, num_classes=1000, in_channels=3, use_unfold=False, conv_impl=None,
+                 image_size=None):
         super().__init__()
-        layers, channels = [], in_channels
-        for item in TINY_DARKNET_CFG:
+        if conv_impl is not None and not image_size:
+            raise ValueError("TinyDarkNet: conv_impl needs image_size (the input height/width)")
+        layers = []
+        for item in _plan(in_channels, image_size or 0):
             if item == "M":
                 layers.append(MaxPool2d(kernel_size=2, stride=2))  # nn.MaxPool2d, faster backward
             else:
-                out_channels, kernel = item
-                layers.append(ConvBNLeaky(channels, out_channels, kernel, use_unfold=use_unfold))
-                channels = out_channels
+                channels, out_channels, kernel, size = item
+                impl = conv_impl(channels, out_channels, kernel, size, size) if conv_impl else None
+                layers.append(ConvBNLeaky(channels, out_channels, kernel, use_unfold=use_unfold,
+                                          impl=impl))
         self.features = nn.SequentialCell(layers)
-        self.classifier = Conv2d(channels, num_classes, 1, has_bias=True)
+        self.classifier = Conv2d(TINY_DARKNET_CFG[-1][0], num_classes, 1, has_bias=True)
         self.num_classes = num_classes
 
     def construct(self, x):
@@ -63,6 +72,26 @@ class TinyDarkNet(nn.Cell):
         return ops.mean(x, (2, 3))  # global average pooling -> (N, num_classes)
 
 
-def tinydarknet(num_classes=1000, in_channels=3, use_unfold=False):
+def _plan(in_channels, image_size):
+    """The features in order: ``"M"`` per max-pool, ``(in_ch, out_ch, kernel, map size)`` per conv."""
+    channels, size = in_channels, image_size
+    for item in TINY_DARKNET_CFG:
+        if item == "M":
+            size //= 2
+            yield "M"
+        else:
+            yield (channels, item[0], item[1], size)
+            channels = item[0]
+
+
+def conv_shapes(num_classes=1000, in_channels=3, image_size=224):
+    """``(in_ch, out_ch, kernel, h, w)`` of every convolution, classifier last (for the probes)."""
+    convs = [(c, o, k, s, s) for c, o, k, s in (i for i in _plan(in_channels, image_size) if i != "M")]
+    size = image_size // 16
+    return convs + [(TINY_DARKNET_CFG[-1][0], num_classes, 1, size, size)]
+
+
+def tinydarknet(num_classes=1000, in_channels=3, use_unfold=False, conv_impl=None, image_size=None):
     """Factory used by :func:`src.models.create_model`."""
-    return TinyDarkNet(num_classes=num_classes, in_channels=in_channels, use_unfold=use_unfold)
+    return TinyDarkNet(num_classes=num_classes, in_channels=in_channels, use_unfold=use_unfold,
+                       conv_impl=conv_impl, image_size=image_size)

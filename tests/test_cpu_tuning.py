@@ -1,0 +1,272 @@
+"""CPU tuning: oneDNN ISA choice and per-layer conv implementation, with injected measurements.
+
+No timing is asserted: the probes are replaced by fake measurement functions, and the tests check
+the choice logic, the cache (hit, miss, keys, corrupt file), the overrides and the one log line.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from src.model_utils import cpu_tuning as ct
+from src.model_utils.errors import UserError
+
+AVX512 = {"cpu": "Test CPU (family 1 model 2)", "flags": {"avx2", "avx512f"}, "cores": 2,
+          "mindspore": "2.10.0"}
+AVX2_ONLY = dict(AVX512, flags={"avx2", "fma"})
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for name in (ct.ONEDNN_ENV, ct.ISA_ENV, ct.CONV_ENV, ct._APPLIED_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    yield
+
+
+class FakeIsa:
+    """measure(candidate): fixed times per candidate, counting calls."""
+
+    def __init__(self, times):
+        self.times, self.calls = times, []
+
+    def __call__(self, candidate):
+        self.calls.append(candidate)
+        ms = self.times.get(candidate)
+        return None if ms is None else {"ms": ms, "impl": f"impl-{candidate}"}
+
+
+def apply(measure, machine=AVX512, **kw):
+    lines = []
+    result = ct.apply_onednn_isa(log=lines.append, measure=measure, machine=machine, **kw)
+    return result, lines
+
+
+def test_cache_path_follows_xdg(tmp_path):
+    assert ct.cache_path() == str(tmp_path / "cache" / ct.CACHE_DIR_NAME / "cpu_tuning.json")
+
+
+def test_isa_probe_picks_fastest_and_caches():
+    fake = FakeIsa({"default": 90.0, "AVX2": 3.0})
+    result, lines = apply(fake)
+    assert result["isa"] == "AVX2" and os.environ[ct.ONEDNN_ENV] == "AVX2"
+    assert fake.calls == list(ct.ISA_CANDIDATES)
+    assert len(lines) == 1 and "AVX2" in lines[0] and "probed" in lines[0]
+    data = json.load(open(ct.cache_path()))
+    entry = data["machines"][ct.machine_key(AVX512)]["onednn_isa"]
+    assert entry["choice"] == "AVX2" and entry["impl"]["default"] == "impl-default"
+
+
+def test_isa_cache_hit_measures_nothing(monkeypatch):
+    apply(FakeIsa({"default": 90.0, "AVX2": 3.0}))
+    monkeypatch.delenv(ct.ONEDNN_ENV)
+    fake = FakeIsa({"default": 1.0, "AVX2": 3.0})
+    result, lines = apply(fake)
+    assert fake.calls == [] and result["isa"] == "AVX2"
+    assert len(lines) == 1 and "cached" in lines[0]
+
+
+@pytest.mark.parametrize("change", [{"cpu": "Other CPU"}, {"cores": 4}, {"mindspore": "2.11.0"}])
+def test_isa_cache_keyed_by_cpu_cores_version(monkeypatch, change):
+    apply(FakeIsa({"default": 90.0, "AVX2": 3.0}))
+    monkeypatch.delenv(ct.ONEDNN_ENV)
+    fake = FakeIsa({"default": 1.0, "AVX2": 3.0})
+    result, _ = apply(fake, machine=dict(AVX512, **change))
+    assert fake.calls == list(ct.ISA_CANDIDATES) and result["isa"] == "default"
+    machines = json.load(open(ct.cache_path()))["machines"]
+    assert len(machines) == 2  # both machines kept
+
+
+def test_default_kept_unless_clearly_slower():
+    result, _ = apply(FakeIsa({"default": 10.0, "AVX2": 9.5}))  # within the noise margin
+    assert result["isa"] == "default" and ct.ONEDNN_ENV not in os.environ
+
+
+def test_failed_candidate_is_skipped():
+    result, _ = apply(FakeIsa({"default": None, "AVX2": 3.0}))
+    assert result["isa"] == "AVX2"
+
+
+def test_all_probes_failed_not_cached():
+    result, lines = apply(FakeIsa({}))
+    assert result["isa"] == "default" and "not cached" in lines[0]
+    assert not os.path.exists(ct.cache_path())
+
+
+def test_no_avx512_nothing_to_choose():
+    fake = FakeIsa({"default": 90.0, "AVX2": 3.0})
+    result, lines = apply(fake, machine=AVX2_ONLY)
+    assert fake.calls == [] and result["isa"] == "default" and "AVX-512" in lines[0]
+
+
+def test_corrupted_cache_ignored_and_rewritten():
+    path = ct.cache_path()
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as f:
+        f.write("{not json")
+    result, _ = apply(FakeIsa({"default": 90.0, "AVX2": 3.0}))
+    assert result["isa"] == "AVX2"
+    assert json.load(open(path))["format"] == ct.CACHE_FORMAT
+    assert not [n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp")]
+
+
+def test_user_onednn_env_wins(monkeypatch):
+    monkeypatch.setenv(ct.ONEDNN_ENV, "AVX512_CORE")
+    monkeypatch.setenv(ct.ISA_ENV, "AVX2")
+    fake = FakeIsa({"default": 90.0, "AVX2": 3.0})
+    result, lines = apply(fake)
+    assert fake.calls == [] and os.environ[ct.ONEDNN_ENV] == "AVX512_CORE"
+    assert len(lines) == 1 and "user-set" in lines[0]
+
+
+def test_zoo_env_beats_config_setting(monkeypatch):
+    monkeypatch.setenv(ct.ISA_ENV, "avx2_vnni")
+    fake = FakeIsa({"default": 1.0, "AVX2": 3.0})
+    result, lines = apply(fake, setting="default")
+    assert fake.calls == [] and result["isa"] == "AVX2_VNNI"
+    assert os.environ[ct.ONEDNN_ENV] == "AVX2_VNNI" and "ZOO_ONEDNN_ISA" in lines[0]
+
+
+def test_config_default_applies_nothing():
+    result, lines = apply(FakeIsa({"default": 90.0, "AVX2": 3.0}), setting="default")
+    assert result["isa"] == "default" and ct.ONEDNN_ENV not in os.environ
+    assert "user-set" in lines[0]
+
+
+def test_bad_isa_name_is_user_error():
+    with pytest.raises(UserError, match="not a oneDNN ISA"):
+        apply(FakeIsa({}), setting="AVX3")
+
+
+def test_child_inherits_applied_cap():
+    apply(FakeIsa({"default": 90.0, "AVX2": 3.0}))
+    result, lines = apply(FakeIsa({}))  # a child process sees the variable the parent set
+    assert result["isa"] == "AVX2" and "inherited" in lines[0]
+
+
+# ------------------------------------------------------------------ conv implementation
+
+SHAPES = [(3, 16, 3, 32, 32), (16, 32, 3, 16, 16), (64, 512, 3, 2, 2), (128, 10, 1, 2, 2)]
+
+
+class FakeConv:
+    """measure(probe_shapes): unfold faster on maps of <= 4 positions; records the calls."""
+
+    def __init__(self, reach=None):
+        self.calls, self.reach = [], reach
+
+    def __call__(self, probe_shapes):
+        self.calls.append(list(probe_shapes))
+        out = [[10.0, 5.0] if s[4] * s[5] <= 4 else [5.0, 10.0] for s in probe_shapes]
+        if self.reach is not None:
+            out = out[:self.reach] + [None] * (len(out) - self.reach)
+        return out
+
+
+def policy(measure, setting="auto", machine=AVX512, **kw):
+    lines = []
+    pol = ct.conv_impl_policy(SHAPES, 32, setting=setting, log=lines.append, measure=measure,
+                              machine=machine, **kw)
+    return pol, lines
+
+
+def test_conv_choice_per_shape_and_cache():
+    fake = FakeConv()
+    pol, lines = policy(fake)
+    assert [pol(*s) for s in SHAPES] == ["native", "native", "unfold", "native"]
+    assert len(fake.calls) == 1 and len(fake.calls[0]) == 3  # 1x1 not probed
+    assert len(lines) == 1 and "unfold x1 (64->512 3x3 @2x2)" in lines[0] and "probed" in lines[0]
+    again = FakeConv()
+    pol2, lines2 = policy(again)
+    assert again.calls == [] and "cached" in lines2[0]
+    assert [pol2(*s) for s in SHAPES] == [pol(*s) for s in SHAPES]
+
+
+def test_conv_cache_keyed_by_isa_and_batch(monkeypatch):
+    policy(FakeConv())
+    monkeypatch.setenv(ct.ONEDNN_ENV, "AVX2")
+    fake = FakeConv()
+    policy(fake)
+    assert len(fake.calls) == 1
+    fake = FakeConv()
+    ct.conv_impl_policy(SHAPES, 8, log=None, measure=fake, machine=AVX512)
+    assert len(fake.calls) == 1
+
+
+def test_conv_probe_batch_reduced_only_on_large_maps():
+    fake = FakeConv()
+    ct.conv_impl_policy([(512, 512, 5, 64, 64), (64, 512, 3, 2, 2)], 32, log=None,
+                        measure=fake, machine=AVX512)
+    batches = {tuple(s[1:]): s[0] for s in fake.calls[0]}
+    assert batches[(64, 512, 3, 2, 2)] == 32
+    assert batches[(512, 512, 5, 64, 64)] == AVX512["cores"]  # heavy layer: one image per core
+
+
+def test_conv_unreached_shapes_probed_next_run():
+    first = FakeConv(reach=1)
+    pol, lines = policy(first)
+    assert "not reached" in lines[0] and pol(64, 512, 3, 2, 2) == "native"
+    second = FakeConv()
+    pol, _ = policy(second)
+    assert len(second.calls[0]) == 2 and pol(64, 512, 3, 2, 2) == "unfold"
+
+
+@pytest.mark.parametrize("value", ["native", "unfold"])
+def test_conv_env_overrides_config(monkeypatch, value):
+    monkeypatch.setenv(ct.CONV_ENV, value)
+    fake = FakeConv()
+    pol, lines = policy(fake, setting="auto")
+    assert fake.calls == [] and "user-set: ZOO_CONV_IMPL" in lines[0]
+    assert pol(16, 32, 3, 16, 16) == value and pol(128, 10, 1, 2, 2) == "native"
+
+
+def test_conv_auto_off_cpu_is_native():
+    fake = FakeConv()
+    pol, lines = policy(fake, device_target="GPU")
+    assert fake.calls == [] and all(pol(*s) == "native" for s in SHAPES) and "GPU" in lines[0]
+
+
+def test_conv_bad_setting_is_user_error():
+    with pytest.raises(UserError, match="conv_impl"):
+        policy(FakeConv(), setting="fast")
+
+
+def test_import_needs_no_mindspore():
+    code = ("import sys; import src.model_utils.cpu_tuning; "
+            "assert 'mindspore' not in sys.modules and 'numpy' not in sys.modules")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
+
+
+# ------------------------------------------------------------------ networks take the choice
+
+def _record(shapes):
+    def choose(*shape):
+        shapes.append(shape)
+        return "unfold" if shape[3] * shape[4] <= 4 else "native"
+    return choose
+
+
+def test_tinydarknet_conv_impl_per_layer():
+    import mindspore.nn as nn
+    from src.models.tinydarknet import TinyDarkNet, conv_shapes
+    seen = []
+    net = TinyDarkNet(num_classes=10, conv_impl=_record(seen), image_size=32)
+    assert seen == conv_shapes(10, 3, 32)[:-1]  # the classifier is 1x1: always native
+    convs = [c for _, c in net.cells_and_names() if isinstance(c, nn.Conv2d)]
+    assert [c.use_unfold for c in convs] == [k > 1 and h * w <= 4 for _, _, k, h, w in
+                                             conv_shapes(10, 3, 32)]
+    with pytest.raises(ValueError, match="image_size"):
+        TinyDarkNet(num_classes=10, conv_impl=_record([]))
+
+
+def test_convlstm_conv_impl_per_layer():
+    from src.models.convlstm import ConvLSTM, conv_shapes
+    seen = []
+    args = dict(hidden_channels=(8, 4), input_kernel=3, state_kernel=5, patch_size=4)
+    net = ConvLSTM(conv_impl=lambda *s: seen.append(s) or "unfold", image_size=16, **args)
+    assert sorted(seen) == sorted(conv_shapes(image_size=16, **args)[:-1])
+    assert net.encoder[0].conv_x.use_unfold and net.forecaster[1].conv_h.use_unfold
+    assert not hasattr(net.forecaster[0], "conv_x")  # first forecaster layer: no input
