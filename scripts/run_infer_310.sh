@@ -57,6 +57,10 @@ esac
 CONFIG="$(get_real_path "${CONFIG_PATH:-${DEFAULT_CONFIG}}")"
 
 if [ ! -f "${MINDIR_PATH}" ]; then echo "error: MINDIR_PATH ${MINDIR_PATH} is not a file" >&2; exit 1; fi
+if [ "${RUN_INFER_DEVICE}" != "CPU" ] && [[ "${MINDIR_PATH,,}" == *.onnx ]]; then
+    echo "error: Ascend 310 inference takes a MindIR; run an .onnx model with scripts/run_infer_cpu.sh" >&2
+    exit 1
+fi
 if [ ! -e "${DATA_PATH}" ]; then echo "error: DATA_PATH ${DATA_PATH} does not exist" >&2; exit 1; fi
 if [ ! -f "${CONFIG}" ]; then echo "error: config ${CONFIG} not found (set CONFIG_PATH)" >&2; exit 1; fi
 if ! [[ "${DEVICE_ID}" =~ ^[0-9]+$ ]]; then echo "error: DEVICE_ID must be a number, got '${DEVICE_ID}'" >&2; exit 1; fi
@@ -71,7 +75,7 @@ if [ "${LABEL_FILE}" != "-" ]; then
     fi
 fi
 
-echo "mindir: ${MINDIR_PATH}"
+echo "model: ${MINDIR_PATH}"
 echo "dataset: ${DATASET}  data: ${DATA_PATH}  config: ${CONFIG}  device: ${RUN_INFER_DEVICE} ${DEVICE_ID}"
 
 # Ascend toolkit environment (CANN), as in the MindSpore model zoo.
