@@ -5,7 +5,7 @@ sequence beside the copy-last-frame baseline, plus PNG strips. Results go to ``m
 """
 import sys
 
-from src.model_utils.config import get_config
+from src.model_utils.entry import entry_config
 from src.model_utils.errors import UserError, exit_on_user_error
 
 DEFAULT_CONFIG = "config/cifar10_config_cpu.yaml"
@@ -13,7 +13,7 @@ DEFAULT_CONFIG = "config/cifar10_config_cpu.yaml"
 
 @exit_on_user_error
 def main(argv=None):
-    cfg = get_config(argv, default_config=DEFAULT_CONFIG)
+    cfg = entry_config(argv, default_config=DEFAULT_CONFIG)  # before MindSpore: CPU tuning
     if not cfg.ckpt_file:
         raise UserError("no checkpoint given: pass --ckpt_file FILE.ckpt (or a checkpoint folder)")
     from src.evaluate import format_result, run_eval

@@ -22,7 +22,7 @@
 import os
 import sys
 
-from src.model_utils.config import get_config
+from src.model_utils.entry import entry_config
 from src.model_utils.errors import UserError, exit_on_user_error
 
 DEFAULT_CONFIG = "config/cifar10_config_cpu.yaml"
@@ -81,9 +81,9 @@ def export_network(cfg, log=print):
 
 @exit_on_user_error
 def main(argv=None):
-    cfg = get_config(argv, default_config=DEFAULT_CONFIG, script_defaults=EXPORT_DEFAULTS,
-                     script_helps={"batch_size": "export.py: batch of the exported input (default 1 "
-                                                 "here, whatever the YAML's training batch)"})
+    cfg = entry_config(argv, default_config=DEFAULT_CONFIG, script_defaults=EXPORT_DEFAULTS,
+                       script_helps={"batch_size": "export.py: batch of the exported input (default 1 "
+                                                   "here, whatever the YAML's training batch)"})
     export_network(cfg)
     return 0
 

@@ -4,7 +4,7 @@ Every key of the YAML can be overridden on the command line; ``--help`` lists th
 """
 import sys
 
-from src.model_utils.config import get_config
+from src.model_utils.entry import entry_config
 from src.model_utils.errors import exit_on_user_error
 
 DEFAULT_CONFIG = "config/cifar10_config_cpu.yaml"
@@ -12,7 +12,7 @@ DEFAULT_CONFIG = "config/cifar10_config_cpu.yaml"
 
 @exit_on_user_error
 def main(argv=None):
-    cfg = get_config(argv, default_config=DEFAULT_CONFIG)
+    cfg = entry_config(argv, default_config=DEFAULT_CONFIG)  # before MindSpore: CPU tuning
     from src.trainer import train  # after the config: --help and config errors need no MindSpore
     train(cfg)
 

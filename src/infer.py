@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 
+from src.model_utils.cpu_tuning import apply_onednn_isa
 from src.model_utils.errors import UserError, exit_on_user_error
 
 TIME_FILE = "test_perform_static.txt"
@@ -274,12 +275,17 @@ def build_parser():
     parser.add_argument("--device_target", default="CPU", choices=["CPU", "GPU", "Ascend"],
                         help="MindSpore backend that runs the graph")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
+    parser.add_argument("--onednn_isa", default="auto",
+                        help="oneDNN ISA cap for the MindSpore backend: auto (measured once per "
+                             "machine and cached), default, or a oneDNN ISA name such as AVX2")
     return parser
 
 
 @exit_on_user_error
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if backend_for(args.mindir_path, args.backend) == "mindspore":
+        apply_onednn_isa(args.onednn_isa)  # before MindSpore runs a oneDNN kernel
     run_inference(args.mindir_path, args.input0_path, args.output_path, args.time_path,
                   warmup=args.warmup, device_target=args.device_target, device_id=args.device_id,
                   backend=args.backend)

@@ -5,8 +5,8 @@ Two choices decide CPU speed with MindSpore 2.10 (see /work notes and ``benchmar
 * **oneDNN ISA cap** (:func:`apply_onednn_isa`). On CPUs with AVX-512 the bundled oneDNN 3.10
   runs a plain NCHW fp32 convolution through ``jit_uni_ncsp:conv+ref:any``, 10-100x slower than
   the ``x64:gemm:jit`` kernel it picks when capped with ``ONEDNN_MAX_CPU_ISA=AVX2``. The cap
-  must be in the environment before MindSpore loads oneDNN, so entry points call this function
-  before importing mindspore. ``auto`` times one convolution per candidate (default, AVX2) in a
+  must be in the environment before MindSpore runs its first oneDNN kernel (oneDNN reads it
+  once), so entry points call this function before importing mindspore. ``auto`` times one convolution per candidate (default, AVX2) in a
   child process through the bundled ``libdnnl.so.3`` (no MindSpore import: ~0.1 s each) and
   keeps the fastest; CPUs without AVX-512 have nothing to choose.
 * **Convolution implementation per layer** (:func:`conv_impl_policy`): the native op or
@@ -223,7 +223,7 @@ def apply_onednn_isa(setting="auto", log=print, measure=None, path=None, machine
             os.environ[ONEDNN_ENV] = isa
             os.environ[_APPLIED_ENV] = isa
         if "mindspore" in sys.modules:
-            reason += "; MindSpore was already imported, so it may not take effect"
+            reason += "; MindSpore already imported: applies only if no oneDNN kernel ran yet"
         if log:
             log(f"oneDNN ISA: {isa} ({reason})")
         return {"isa": isa, "reason": reason}
