@@ -184,6 +184,12 @@ def test_conv_choice_per_shape_and_cache():
     assert [pol2(*s) for s in SHAPES] == [pol(*s) for s in SHAPES]
 
 
+def test_conv_native_kept_unless_unfold_clearly_faster():
+    pol = ct.conv_impl_policy([(16, 32, 3, 8, 8), (16, 64, 3, 8, 8)], 4, log=None, machine=AVX512,
+                              measure=lambda shapes: [[10.0, 9.8], [10.0, 8.0]])
+    assert pol(16, 32, 3, 8, 8) == "native" and pol(16, 64, 3, 8, 8) == "unfold"
+
+
 def test_conv_cache_keyed_by_isa_and_batch(monkeypatch):
     policy(FakeConv())
     monkeypatch.setenv(ct.ONEDNN_ENV, "AVX2")
