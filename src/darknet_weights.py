@@ -141,6 +141,8 @@ def _size_error(path, body, header_bytes, num_classes):
 
 def read_darknet(path, num_classes=1000):
     """Read a tiny.cfg .weights file. Returns ({parameter name: float32 array}, version, seen)."""
+    if num_classes < 1:
+        raise UserError(f"--num_classes must be at least 1, got {num_classes}")
     if not os.path.isfile(path):
         raise UserError(f"darknet weights file not found: {path!r}")
     with open(path, "rb") as f:
@@ -325,9 +327,10 @@ def darknet_forward(params, x01, formula="cpu", first_pad=None):
     ``formula``: 'cpu' divides by sqrt(v) + 1e-6, 'gpu' by sqrt(v + 1e-5). ``first_pad``: the
     per-channel value padding convolution 1 (darknet: zeros). Returns (N, classes) logits.
     """
+    from src.models.tinydarknet import TINY_DARKNET_CFG
     x = np.asarray(x01, np.float64)
-    pools = [i - 1 for i, item in enumerate(_cfg_items()) if item == "M"]
-    for prefix, _, _, kernel, bn in tiny_cfg_layers(params["classifier.weight"].shape[0]):
+    pools = [i - 1 for i, item in enumerate(TINY_DARKNET_CFG) if item == "M"]  # conv before "M"
+    for prefix, _, _, _, bn in tiny_cfg_layers(params["classifier.weight"].shape[0]):
         index = int(prefix.split(".")[1]) if bn else -1
         pad = first_pad if index == 0 else None
         if bn:
@@ -344,11 +347,6 @@ def darknet_forward(params, x01, formula="cpu", first_pad=None):
         else:
             x = _conv(x, params[prefix + ".weight"]) + params[prefix + ".bias"][:, None, None]
     return x.mean(axis=(2, 3))
-
-
-def _cfg_items():
-    from src.models.tinydarknet import TINY_DARKNET_CFG
-    return TINY_DARKNET_CFG
 
 
 def _conv(x, weight, pad_values=None):
