@@ -7,12 +7,11 @@ import sys
 from src.model_utils.entry import entry_config
 from src.model_utils.errors import exit_on_user_error
 
-DEFAULT_CONFIG = "config/cifar10_config_cpu.yaml"
 
 
 @exit_on_user_error
 def main(argv=None):
-    cfg = entry_config(argv, default_config=DEFAULT_CONFIG)  # before MindSpore: CPU tuning
+    cfg = entry_config(argv)  # before MindSpore: CPU tuning
     from src.trainer import train  # after the config: --help and config errors need no MindSpore
     train(cfg)
 

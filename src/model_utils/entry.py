@@ -6,11 +6,12 @@ must be in the environment before MindSpore runs its first oneDNN kernel, so ent
 this before importing anything that imports mindspore; msrun/mpirun workers run train.py and so
 pass here too (a cap set by the parent is inherited and logged as such).
 """
-from src.model_utils.config import get_config
+from src.model_utils.config import DEFAULT_CONFIG, get_config
 from src.model_utils.cpu_tuning import apply_onednn_isa
 
 
-def entry_config(argv=None, default_config=None, script_defaults=None, script_helps=None, log=print):
+def entry_config(argv=None, default_config=DEFAULT_CONFIG, script_defaults=None, script_helps=None,
+                 log=print):
     """``get_config(...)``, then the oneDNN ISA setting (one log line). Returns the config."""
     cfg = get_config(argv, default_config=default_config, script_defaults=script_defaults,
                      script_helps=script_helps)
