@@ -22,7 +22,7 @@ import json
 import os
 import sys
 
-from src.model_utils.config import get_config
+from src.model_utils.entry import entry_config
 from src.model_utils.errors import UserError, exit_on_user_error
 from src.offline import DATA_DIR, sample_names
 
@@ -91,7 +91,7 @@ def preprocess(cfg, result_path, data_path=None, log=print):
 
 @exit_on_user_error
 def main(argv=None):
-    cfg = get_config(argv, script_defaults=SCRIPT_DEFAULTS, script_helps=SCRIPT_HELPS)
+    cfg = entry_config(argv, script_defaults=SCRIPT_DEFAULTS, script_helps=SCRIPT_HELPS)
     data_path = cfg.data_path or cfg.eval_data_path
     if not data_path:
         raise UserError("no data given: pass --data_path (the evaluation data)")

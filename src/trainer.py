@@ -39,6 +39,25 @@ def build_loss_scale(cfg):
     return FixedLossScaleManager(cfg.loss_scale, drop_overflow_update=False), float(cfg.loss_scale)
 
 
+def build_training(cfg, task, network, params, steps_per_epoch):
+    """The per-step LR schedule, the optimizer over ``params``, the task's loss and the
+    ``mindspore.train.Model`` that trains ``network`` (also what benchmarks/benchmark.py times).
+    Returns ``(model, optimizer, lr)``."""
+    lr = create_lr(cfg.lr_scheduler, cfg.lr, steps_per_epoch, cfg.epoch_size,
+                   warmup_epochs=cfg.warmup_epochs, warmup_init_lr=cfg.warmup_init_lr,
+                   milestones=cfg.milestones, gamma=cfg.lr_gamma, end_lr=cfg.end_lr,
+                   power=cfg.poly_power)
+    scale_manager, loss_scale = build_loss_scale(cfg)
+    optimizer = create_optimizer(cfg.optimizer, params, ms.Tensor(lr), weight_decay=cfg.weight_decay,
+                                 momentum=cfg.momentum, loss_scale=loss_scale,
+                                 filter_bias_and_bn=cfg.filter_bias_and_bn,
+                                 rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps)
+    amp_level = cfg.amp_level if cfg.device_target != "CPU" else "O0"
+    model = Model(network, loss_fn=task.create_loss(), optimizer=optimizer, amp_level=amp_level,
+                  loss_scale_manager=scale_manager)
+    return model, optimizer, lr
+
+
 def train(cfg):
     """Train the configured model. Returns a summary dict (checkpoint dir, last loss, timings)."""
     # 1. device, seed, output folders
@@ -73,18 +92,7 @@ def train(cfg):
     params = trainable_params(network, cfg.model_name, cfg.freeze_backbone)
 
     # 5. learning rate, optimizer, loss, precision
-    lr = create_lr(cfg.lr_scheduler, cfg.lr, steps_per_epoch, cfg.epoch_size,
-                   warmup_epochs=cfg.warmup_epochs, warmup_init_lr=cfg.warmup_init_lr,
-                   milestones=cfg.milestones, gamma=cfg.lr_gamma, end_lr=cfg.end_lr,
-                   power=cfg.poly_power)
-    scale_manager, loss_scale = build_loss_scale(cfg)
-    optimizer = create_optimizer(cfg.optimizer, params, ms.Tensor(lr), weight_decay=cfg.weight_decay,
-                                 momentum=cfg.momentum, loss_scale=loss_scale,
-                                 filter_bias_and_bn=cfg.filter_bias_and_bn,
-                                 rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps)
-    amp_level = cfg.amp_level if cfg.device_target != "CPU" else "O0"
-    model = Model(network, loss_fn=task.create_loss(), optimizer=optimizer, amp_level=amp_level,
-                  loss_scale_manager=scale_manager)
+    model, optimizer, lr = build_training(cfg, task, network, params, steps_per_epoch)
     if cfg.resume:
         resume_state(cfg.resume, resume_params, network, optimizer, cfg.model_name)
 

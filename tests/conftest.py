@@ -10,6 +10,10 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 
+from src.model_utils.cpu_tuning import apply_onednn_isa  # noqa: E402
+
+apply_onednn_isa(log=None)  # the measured oneDNN ISA cap, before any test module imports MindSpore
+
 
 def write_cifar10_bin(path, num_records, seed=0, num_classes=10, pattern=True):
     """Write ``num_records`` CIFAR-10 binary records (label byte + R, G, B planes).

@@ -1,4 +1,5 @@
-"""``benchmarks/benchmark.py --quick`` runs end to end and reports every row with positive numbers.
+"""``benchmarks/benchmark.py --quick`` runs end to end and reports every row with positive numbers
+(with ``--peer torch`` when PyTorch is installed: the same rows in PyTorch, equal parameter counts).
 
 No timing assertions: the machine is shared and the numbers are noisy; only the structure of the
 JSON (and that every measured quantity is a positive number) is checked.
@@ -14,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_ROWS = ("tinydarknet_32", "tinydarknet_224", "convlstm_paper", "convlstm_cpu")
 DATA_ROWS = ("cifar10_train_32", "imagefolder_train_224", "moving_mnist_train")
 EXPORT_ROWS = ("tinydarknet_224", "tinydarknet_32", "convlstm_paper")
-CONV_IMPLS = ("unfold", "native", "small")  # the benchmark's default --conv_impl
+CONV_IMPLS = ("auto", "native", "unfold")  # the benchmark's default --conv_impl
 
 
 def _positive(row, *keys):
@@ -26,24 +27,36 @@ def _positive(row, *keys):
 
 def test_benchmark_quick(tmp_path):
     out = tmp_path / "bench.json"
+    try:
+        import torch  # noqa: F401  (not a requirement: the peer rows run when it is installed)
+        peer = ["--peer", "torch"]
+    except ImportError:
+        peer = []
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "benchmark.py"), "--quick",
-                           "--out", str(out)], cwd=str(tmp_path), capture_output=True, text=True,
+                           "--out", str(out)] + peer, cwd=str(tmp_path), capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     result = json.loads(out.read_text())
     assert result["quick"] is True and result["synthetic_data"] is True
-    assert result["machine"]["cores"] >= 1 and result["machine"]["cpu_model"]
+    machine = result["machine"]
+    assert machine["cores"] >= 1 and machine["cpu_model"] and machine["onednn_isa"]
+    assert machine["onednn_conv_kernel"]  # what oneDNN ran under the applied ISA setting
 
     _positive(result["peak"], "numpy_gflops", "mindspore_gflops", "peak_gflops")
 
-    # one row per model and convolution kernel (default: unfold, native and small)
+    # one row per model and convolution kernel (default: auto, native and unfold) [+ the torch peer]
     train = {(r["name"], r["conv_impl"]): r for r in result["train"]}
-    assert set(train) == {(n, c) for n in TRAIN_ROWS for c in CONV_IMPLS}, train.keys()
-    for row in train.values():
+    expected = {(n, c) for n in TRAIN_ROWS for c in CONV_IMPLS + (("eager",) if peer else ())}
+    assert set(train) == expected, train.keys()
+    for (name, impl), row in train.items():
         assert "error" not in row, row
         _positive(row, "samples_per_s", "first_step_s", "step_s_median", "train_gflop_per_sample",
                   "cpu_cores_busy", "achieved_gflops", "mfu", "params")
         assert row["mfu"] < 1.5  # model FLOPs cannot beat the machine by much (sanity of the count)
+        if peer and impl != "eager":
+            torch_row = train[(name, "eager")]
+            assert torch_row["framework"] == "torch" and torch_row["params"] == row["params"]
+            assert row["ratio_to_peer"] == row["samples_per_s"] / torch_row["samples_per_s"]
 
     data = {r["name"]: r for r in result["data"]}
     assert set(data) == set(DATA_ROWS), data.keys()
@@ -60,3 +73,4 @@ def test_benchmark_quick(tmp_path):
 
     # the table went to stdout
     assert "samples/s" in proc.stdout and "MFU" in proc.stdout
+    assert "vs torch" in proc.stdout

@@ -40,6 +40,7 @@ class FakeIsa:
 
 def apply(measure, machine=AVX512, **kw):
     lines = []
+    kw.setdefault("mindspore_loaded", False)
     result = ct.apply_onednn_isa(log=lines.append, measure=measure, machine=machine, **kw)
     return result, lines
 
@@ -138,6 +139,13 @@ def test_config_default_applies_nothing():
 def test_bad_isa_name_is_user_error():
     with pytest.raises(UserError, match="not a oneDNN ISA"):
         apply(FakeIsa({}), setting="AVX3")
+
+
+def test_nothing_changed_once_mindspore_is_imported():
+    fake = FakeIsa({"default": 90.0, "AVX2": 3.0})
+    result, lines = apply(fake, mindspore_loaded=True)
+    assert fake.calls == [] and ct.ONEDNN_ENV not in os.environ
+    assert result["isa"] == "default" and "not applied" in lines[0]
 
 
 def test_child_inherits_applied_cap():

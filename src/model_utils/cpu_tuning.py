@@ -59,7 +59,8 @@ SMALL_MAP_POSITIONS = 16  # as src.models.layers: at or below, the batch changes
 # ---------------------------------------------------------------- machine identity and cache
 
 def machine_info(cpuinfo="/proc/cpuinfo"):
-    """{"cpu", "flags", "cores", "mindspore"} of this machine, read without importing MindSpore."""
+    """{"cpu", "model_name", "flags", "cores", "mhz", "mindspore"} of this machine (``cpu`` = model
+    name with family and model number), read without importing MindSpore."""
     fields = {}
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:
@@ -83,7 +84,12 @@ def machine_info(cpuinfo="/proc/cpuinfo"):
         version = importlib.metadata.version("mindspore")
     except importlib.metadata.PackageNotFoundError:
         version = "none"
-    return {"cpu": cpu, "flags": set(fields.get("flags", "").split()), "cores": cores,
+    try:
+        mhz = float(fields.get("cpu MHz", ""))
+    except ValueError:
+        mhz = None
+    return {"cpu": cpu, "model_name": fields.get("model name", "unknown CPU"),
+            "flags": set(fields.get("flags", "").split()), "cores": cores, "mhz": mhz,
             "mindspore": version}
 
 
@@ -210,21 +216,21 @@ def _normalise_isa(value, source):
     return value.upper()
 
 
-def apply_onednn_isa(setting="auto", log=print, measure=None, path=None, machine=None):
+def apply_onednn_isa(setting="auto", log=print, measure=None, path=None, machine=None,
+                     mindspore_loaded=None):
     """Put the fastest oneDNN ISA cap for this CPU into ``ONEDNN_MAX_CPU_ISA`` (call before
     MindSpore is imported) and log one line saying what was applied and why.
 
     Priority: ``ONEDNN_MAX_CPU_ISA`` already set by the user (kept) > ``ZOO_ONEDNN_ISA`` >
     ``setting`` (the config key). ``auto``: the cached choice for this machine, else a probe
     (``measure(candidate) -> {"ms": ...} or None``, default :func:`measure_isa`) whose winner is
-    cached. Returns {"isa": value applied or "default", "reason": str}.
+    cached. In a process that already imported MindSpore nothing is changed (oneDNN may have read
+    the variable already, and the conv choices are keyed by it). Returns {"isa", "reason"}.
     """
-    def done(isa, reason):
-        if isa != "default":
+    def done(isa, reason, apply=True):
+        if apply and isa != "default":
             os.environ[ONEDNN_ENV] = isa
             os.environ[_APPLIED_ENV] = isa
-        if "mindspore" in sys.modules:
-            reason += "; MindSpore already imported: applies only if no oneDNN kernel ran yet"
         if log:
             log(f"oneDNN ISA: {isa} ({reason})")
         return {"isa": isa, "reason": reason}
@@ -234,6 +240,9 @@ def apply_onednn_isa(setting="auto", log=print, measure=None, path=None, machine
         inherited = os.environ.get(_APPLIED_ENV) == user
         return done(user, "inherited from the parent process" if inherited
                     else f"user-set: {ONEDNN_ENV}={user}")
+    if "mindspore" in sys.modules if mindspore_loaded is None else mindspore_loaded:
+        return done("default", "not applied: MindSpore was imported before the setting; set "
+                               f"{ONEDNN_ENV} before starting Python to cap it", apply=False)
     if os.environ.get(ISA_ENV):
         source, value = ISA_ENV, os.environ[ISA_ENV]
     else:

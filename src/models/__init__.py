@@ -18,7 +18,10 @@ class ModelSpec:
         build: ``build(**kwargs) -> nn.Cell`` (imports the network module lazily).
         task: task family name, a key of ``src.tasks.TASKS``.
         head_prefixes: parameter-name prefixes of the task head; the rest is the backbone.
-        kwargs_from_config: ``(cfg, use_unfold) -> dict`` of plain network arguments.
+        kwargs_from_config: ``cfg -> dict`` of plain network arguments (without the convolution
+            implementation, which :func:`model_kwargs` adds).
+        conv_shapes: ``cfg -> [(in_ch, out_ch, kernel, h, w)]`` of the network's convolutions
+            at the configured image size (what the convolution probe times).
         input_shape: ``(cfg, batch_size) -> tuple``: the network input of one batch.
         convert_params: optional ``(params, network) -> params`` that maps a checkpoint written
             with an older parameter layout onto the current network (None: nothing to convert).
@@ -28,6 +31,7 @@ class ModelSpec:
     task: str
     head_prefixes: Tuple[str, ...]
     kwargs_from_config: Callable
+    conv_shapes: Callable
     input_shape: Callable
     convert_params: Optional[Callable] = None
 
@@ -42,6 +46,17 @@ def _build_convlstm(**kwargs):
     return ConvLSTM(**kwargs)
 
 
+def _tinydarknet_convs(cfg):
+    from src.models.tinydarknet import conv_shapes
+    return conv_shapes(cfg.num_classes, cfg.in_channels, cfg.image_size)
+
+
+def _convlstm_convs(cfg):
+    from src.models.convlstm import conv_shapes
+    return conv_shapes(cfg.in_channels, cfg.patch_size, tuple(cfg.hidden_channels), cfg.input_kernel,
+                       cfg.state_kernel, cfg.image_size)
+
+
 def _image_input(cfg, batch_size):
     return (batch_size, cfg.in_channels, cfg.image_size, cfg.image_size)
 
@@ -53,17 +68,16 @@ def _video_input(cfg, batch_size):
 MODELS = {
     "tinydarknet": ModelSpec(
         build=_build_tinydarknet, task="classification", head_prefixes=("classifier.",),
-        kwargs_from_config=lambda cfg, use_unfold: dict(
-            num_classes=cfg.num_classes, in_channels=cfg.in_channels, use_unfold=use_unfold),
-        input_shape=_image_input),
+        kwargs_from_config=lambda cfg: dict(num_classes=cfg.num_classes, in_channels=cfg.in_channels),
+        conv_shapes=_tinydarknet_convs, input_shape=_image_input),
     "convlstm": ModelSpec(
         build=_build_convlstm, task="video_prediction", head_prefixes=("head.",),
-        kwargs_from_config=lambda cfg, use_unfold: dict(
+        kwargs_from_config=lambda cfg: dict(
             in_channels=cfg.in_channels, patch_size=cfg.patch_size,
             hidden_channels=tuple(cfg.hidden_channels), input_kernel=cfg.input_kernel,
             state_kernel=cfg.state_kernel, input_frames=cfg.input_frames,
-            output_frames=cfg.output_frames, use_unfold=use_unfold),
-        input_shape=_video_input),
+            output_frames=cfg.output_frames),
+        conv_shapes=_convlstm_convs, input_shape=_video_input),
 }
 
 
@@ -79,21 +93,28 @@ def create_model(name, **kwargs):
     return get_model_spec(name).build(**kwargs)
 
 
-def use_unfold_for(conv_impl, device_target):
-    """Resolve ``conv_impl`` (auto | native | unfold): im2col + GEMM is the fast path on CPU only."""
-    if conv_impl not in ("auto", "native", "unfold"):
-        raise ValueError(f"conv_impl must be auto, native or unfold, got '{conv_impl}'")
-    return conv_impl == "unfold" or (conv_impl == "auto" and device_target == "CPU")
+def conv_policy(cfg, batch_size=None, log=print):
+    """Which implementation (native / im2col) each convolution of the configured network uses:
+    ``conv_impl`` auto = measured per layer shape on this machine at ``batch_size`` (default the
+    training batch) and cached (``src.model_utils.cpu_tuning``); native / unfold = every layer.
+    ``ZOO_CONV_IMPL`` overrides the config. Logs one line."""
+    from src.model_utils.cpu_tuning import conv_impl_policy
+    shapes = get_model_spec(cfg.model_name).conv_shapes(cfg)
+    return conv_impl_policy(shapes, batch_size or cfg.batch_size, cfg.conv_impl, cfg.device_target,
+                            log=log)
 
 
-def model_kwargs(cfg, export=False):
-    """Network arguments from a config. ``export=True`` forces native convolutions (exportable)."""
-    use_unfold = False if export else use_unfold_for(cfg.conv_impl, cfg.device_target)
-    return get_model_spec(cfg.model_name).kwargs_from_config(cfg, use_unfold)
+def model_kwargs(cfg, export=False, batch_size=None, log=print):
+    """Network arguments from a config, with the per-layer convolution choice of
+    :func:`conv_policy`. ``export=True`` builds native convolutions only (exportable)."""
+    kwargs = get_model_spec(cfg.model_name).kwargs_from_config(cfg)
+    if export:
+        return dict(kwargs, use_unfold=False)
+    return dict(kwargs, conv_impl=conv_policy(cfg, batch_size, log), image_size=cfg.image_size)
 
 
-def create_model_from_config(cfg, export=False):
-    return create_model(cfg.model_name, **model_kwargs(cfg, export=export))
+def create_model_from_config(cfg, export=False, batch_size=None, log=print):
+    return create_model(cfg.model_name, **model_kwargs(cfg, export, batch_size, log))
 
 
 def input_shape(cfg, batch_size):
