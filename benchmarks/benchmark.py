@@ -16,8 +16,8 @@ pipelines and batch-1 inference latency, on synthetic data; one table (and JSON)
 * ``export``: batch-1 latency of the MindIR in MindSpore and the ONNX in onnxruntime, with
   ``src.infer``'s runners (what ``scripts/run_infer_cpu.sh`` runs).
 
-Recorded: CPU, the oneDNN ISA cap applied before MindSpore is imported and the 3x3 convolution
-kernel oneDNN picks under it, threads, load average. Publish only runs on an idle machine.
+Recorded: CPU, oneDNN ISA cap applied (before MindSpore is imported) and the 3x3 conv kernel under
+it, threads, load average. Publish only runs on an idle machine.
 """
 import argparse
 import json
@@ -53,12 +53,6 @@ def _timed(fn):
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def _cpu_seconds():
-    import resource
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 # --------------------------------------------------------------------------- machine and peak
@@ -147,7 +141,7 @@ def mindspore_steps(cfg, warmup, steps):
 
         def on_train_step_end(self, run_context):
             self.ends.append(time.perf_counter())
-            self.cpu.append(_cpu_seconds())
+            self.cpu.append(time.process_time())
 
     task = create_task(cfg)
     x, y = task.example_batch(cfg.batch_size, np.random.default_rng(0))
@@ -171,13 +165,13 @@ def torch_steps(cfg, warmup, steps, threads):
     from src.tasks import create_task
     x, y = create_task(cfg).example_batch(cfg.batch_size, np.random.default_rng(0))
     peer = torch_peer.create_peer(cfg.model_name, **get_model_spec(cfg.model_name).kwargs_from_config(cfg))
-    cpu, start = _cpu_seconds(), time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     res = torch_peer.train_step_rate(
         peer, x, y, optimizer=cfg.optimizer, lr=cfg.lr, loss=cfg.loss, warmup=warmup, steps=steps,
         threads=threads, label_smoothing=cfg.label_smoothing, weight_decay=cfg.weight_decay,
         momentum=cfg.momentum, rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps,
         filter_bias_and_bn=cfg.filter_bias_and_bn)
-    res["cpu_cores_busy"] = (_cpu_seconds() - cpu) / (time.perf_counter() - start)  # all steps
+    res["cpu_cores_busy"] = (time.process_time() - cpu) / (time.perf_counter() - start)  # all steps
     return res
 
 
