@@ -81,5 +81,5 @@ launch fg "$LOG_DIR" "$LOG_DIR/msrun.log" env -u RANK_TABLE_FILE \
     "$REPO_ROOT/train.py" "${ARGS[@]}" || STATUS=$?
 is_dry_run && exit 0
 echo "logs: $LOG_DIR/worker_N.log (N = 0..$((RANK_SIZE - 1))), msrun: $LOG_DIR/scheduler.log"
-[ "$STATUS" -eq 0 ] || die "msrun ended with status $STATUS: see the worker logs above"
+[ "$STATUS" -eq 0 ] || run_failed "msrun ended with status $STATUS: see the worker logs above"
 echo "checkpoints, config.yaml and loss_history.jsonl (rank 0 only): $OUTPUT_DIR"
