@@ -1,0 +1,261 @@
+"""The GPU and Ascend branches, exercised on CPU.
+
+No GPU or Ascend device is available to CI, so what only those users run is checked here as far as
+a CPU allows:
+
+* every GPU / Ascend YAML is resolved (inheritance, types, choices) and the values that matter on
+  those devices are checked: device, mixed precision, loss scale, batch, and that the GPU file is
+  the Ascend file with another device_target;
+* every GPU / Ascend launcher is dry-run (DRY_RUN=1) with those configs: the command, the device,
+  the environment of each process and the log folders they would use.
+
+What cannot run here (HCCL / NCCL communication, real devices, mpirun itself) is only read.
+"""
+import glob
+import math
+import os
+import shlex
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from src.model_utils.config import get_config
+from src.models import use_unfold_for
+from test_launchers import commands, launch, option, rank_table
+
+CONFIG_DIR = os.path.join(ROOT, "config")
+# the configs a GPU or Ascend user starts from -> (family, device)
+DEVICE_CONFIGS = {
+    "cifar10_config.yaml": ("cifar10", "Ascend"),
+    "cifar10_config_gpu.yaml": ("cifar10", "GPU"),
+    "imagenet_config.yaml": ("imagenet", "Ascend"),
+    "imagenet_config_gpu.yaml": ("imagenet", "GPU"),
+    "mmnist_config.yaml": ("mmnist", "Ascend"),
+    "mmnist_config_gpu.yaml": ("mmnist", "GPU"),
+}
+# values that set the device run: mixed precision level, loss scale, per-rank batch, optimizer
+DEVICE_VALUES = {
+    "cifar10": dict(model_name="tinydarknet", amp_level="O2", loss_scale=1024.0, batch_size=32,
+                    optimizer="momentum", num_classes=10, image_size=32),
+    "imagenet": dict(model_name="tinydarknet", amp_level="O2", loss_scale=1024.0, batch_size=128,
+                     optimizer="momentum", num_classes=1000, image_size=224),
+    "mmnist": dict(model_name="convlstm", amp_level="O0", loss_scale=1.0, batch_size=16,
+                   optimizer="rmsprop", hidden_channels=[128, 64, 64], image_size=64),
+}
+
+
+def config_path(name):
+    return os.path.join(CONFIG_DIR, name)
+
+
+def resolved(name):
+    return get_config([], default_config=config_path(name))
+
+
+def test_the_device_configs_are_all_the_non_cpu_files():
+    files = {os.path.basename(p) for p in glob.glob(os.path.join(CONFIG_DIR, "*.yaml"))}
+    non_cpu = {f for f in files if resolved(f).device_target != "CPU"}
+    assert non_cpu == set(DEVICE_CONFIGS), non_cpu ^ set(DEVICE_CONFIGS)
+
+
+@pytest.mark.parametrize("name", sorted(DEVICE_CONFIGS))
+def test_device_config_resolves_to_its_device_settings(name):
+    family, device = DEVICE_CONFIGS[name]
+    cfg = resolved(name)
+    assert cfg.device_target == device and cfg.mode == "GRAPH"
+    for key, value in DEVICE_VALUES[family].items():
+        assert cfg[key] == value, (name, key, cfg[key])
+    assert cfg.dataset_sink_mode is True and cfg.run_distribute is False
+    # conv_impl auto = native convolutions on the device (im2col is a CPU speed path)
+    assert use_unfold_for(cfg.conv_impl, cfg.device_target) is False
+
+
+@pytest.mark.parametrize("family", sorted(DEVICE_VALUES))
+def test_gpu_config_is_the_ascend_config_with_another_device(family):
+    ascend, gpu = (resolved(n) for n, (f, _) in sorted(DEVICE_CONFIGS.items()) if f == family)
+    assert ascend.device_target == "Ascend" and gpu.device_target == "GPU"
+    differ = {k for k in ascend if ascend[k] != gpu[k]}
+    assert differ == {"device_target", "config_path"}, differ
+
+
+@pytest.mark.parametrize("family", sorted(DEVICE_VALUES))
+def test_cpu_config_of_a_family_has_the_same_keys_and_trains_in_fp32(family):
+    device = [resolved(n) for n, (f, _) in DEVICE_CONFIGS.items() if f == family]
+    cpu = resolved(f"{family}_config_cpu.yaml")
+    assert cpu.device_target == "CPU" and cpu.amp_level == "O0" and cpu.loss_scale == 1.0
+    for cfg in device:
+        assert set(cfg) == set(cpu)
+
+
+@pytest.mark.parametrize("path", sorted(p for p in glob.glob(os.path.join(CONFIG_DIR, "*.yaml"))
+                                         if not p.endswith("default.yaml")))
+def test_precision_and_schedule_keys_are_consistent(path):
+    cfg = get_config([], default_config=path)
+    # a loss scale only where fp16 runs; a power of two, so scaling and unscaling are exact
+    assert cfg.loss_scale >= 1.0 and math.log2(cfg.loss_scale).is_integer(), cfg.loss_scale
+    assert cfg.amp_level in ("O0", "O2", "O3"), "O1 fails on these networks (MindSpore's rewrite)"
+    if cfg.amp_level == "O0":
+        assert cfg.loss_scale == 1.0, "a loss scale without mixed precision only costs time"
+    if cfg.device_target == "CPU":
+        assert cfg.amp_level == "O0", "CPU configs train in fp32 (fp16 is slower on CPU)"
+    # the schedule fits the run
+    assert cfg.warmup_epochs < cfg.epoch_size
+    if cfg.lr_scheduler in ("multistep", "exponential"):
+        assert cfg.milestones == sorted(cfg.milestones) and cfg.milestones[-1] < cfg.epoch_size
+    # shapes the networks accept
+    if cfg.model_name == "tinydarknet":
+        assert cfg.image_size % 16 == 0 and 0.0 <= cfg.label_smoothing < 1.0
+        assert cfg.class_names == [] or len(cfg.class_names) == cfg.num_classes
+    else:
+        assert cfg.image_size % cfg.patch_size == 0 and cfg.loss == "bce"
+        assert cfg.input_kernel % 2 == 1 and cfg.state_kernel % 2 == 1
+
+
+def test_gpu_yaml_files_set_only_the_device():
+    """A _gpu file holds __base__ and device_target only: every other value comes from the
+    Ascend file, so the two cannot drift apart."""
+    for name in DEVICE_CONFIGS:
+        if name.endswith("_gpu.yaml"):
+            with open(config_path(name), encoding="utf-8") as f:
+                own = next(yaml.safe_load_all(f))
+            assert set(own) == {"__base__", "device_target"}, (name, own)
+
+
+# ----------------------------------------------------------------------------------- dry runs
+@pytest.fixture
+def data_dir(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    return str(folder)
+
+
+def _output_dir(name):
+    return os.path.join(ROOT, resolved(name).output_dir)
+
+
+def _normalised(path):
+    return os.path.normpath(path)
+
+
+@pytest.mark.parametrize("name", sorted(DEVICE_CONFIGS))
+def test_standalone_train_and_eval_dry_run_with_each_device_config(name, tmp_path, data_dir):
+    _, device = DEVICE_CONFIGS[name]
+    suffix = "_gpu" if device == "GPU" else ""
+    (tmp_path / "ck").mkdir()
+    for script, extra in ((f"run_standalone_train{suffix}.sh", []),
+                          (f"run_eval{suffix}.sh", [str(tmp_path / "ck")])):
+        res = launch(script, config_path(name), data_dir, *extra, "5", cwd=str(tmp_path), dry=True)
+        assert res.returncode == 0, (script, res.stderr)
+        (workdir, tokens), = commands(res.stdout)
+        kind = "train" if "train" in script else "eval"
+        # default log folder: under the config's own output_dir, relative to the repository
+        assert _normalised(workdir) == os.path.join(_normalised(_output_dir(name)), "logs",
+                                                    f"{kind}_{device.lower()}")
+        assert tokens[:4] == ["env", "DEVICE_ID=5", "RANK_ID=0", "RANK_SIZE=1"]
+        assert option(tokens, "device_target") == device and option(tokens, "device_id") == "5"
+        assert option(tokens, "config_path") == config_path(name)
+        assert option(tokens, "eval_data_path" if kind == "eval" else "data_path") == data_dir
+        assert option(tokens, "run_distribute") is None
+
+
+@pytest.mark.parametrize("name", [n for n, (_, d) in sorted(DEVICE_CONFIGS.items()) if d == "Ascend"])
+def test_ascend_rank_table_of_8_devices_dry_run(name, tmp_path, data_dir):
+    table = rank_table(tmp_path / "hccl_8p.json", [8])
+    res = launch("run_distribute_train.sh", table, config_path(name), data_dir, dry=True)
+    assert res.returncode == 0, res.stderr
+    found = commands(res.stdout)
+    assert len(found) == 8
+    log_root = os.path.join(_normalised(_output_dir(name)), "logs", "train_parallel_ascend")
+    for rank, (workdir, tokens) in enumerate(found):
+        env = dict(t.split("=", 1) for t in tokens[1:5])
+        assert env == {"RANK_TABLE_FILE": table, "RANK_SIZE": "8", "RANK_ID": str(rank),
+                       "DEVICE_ID": str(rank)}
+        assert _normalised(workdir) == os.path.join(log_root, f"rank_{rank}")
+        assert option(tokens, "device_target") == "Ascend" and option(tokens, "run_distribute") == "true"
+        assert option(tokens, "config_path") == config_path(name)
+        assert option(tokens, "device_id") is None  # each process takes DEVICE_ID from its env
+
+
+@pytest.mark.parametrize("name", [n for n, (_, d) in sorted(DEVICE_CONFIGS.items()) if d == "GPU"])
+def test_gpu_mpirun_dry_run(name, tmp_path, data_dir):
+    res = launch("run_distribute_train_gpu.sh", "8", config_path(name), data_dir, dry=True,
+                 MPIRUN="no-such-mpirun-needed-for-a-dry-run")
+    assert res.returncode == 0, res.stderr
+    (workdir, tokens), = commands(res.stdout)
+    log_dir = os.path.join(_normalised(_output_dir(name)), "logs", "train_parallel_gpu")
+    assert _normalised(workdir) == log_dir
+    assert tokens[:3] == ["no-such-mpirun-needed-for-a-dry-run", "-n", "8"]
+    assert _normalised(option(tokens, "output-filename")) == os.path.join(log_dir, "mpi_log")
+    assert tokens[tokens.index("--merge-stderr-to-stdout") + 2] == os.path.join(ROOT, "train.py")
+    assert option(tokens, "device_target") == "GPU" and option(tokens, "run_distribute") == "true"
+    assert option(tokens, "config_path") == config_path(name) and option(tokens, "device_id") is None
+
+
+@pytest.mark.parametrize("name", sorted(DEVICE_CONFIGS))
+@pytest.mark.parametrize("workers", [1, 8])
+def test_msrun_dry_run_on_the_configs_device(name, workers, tmp_path, data_dir):
+    _, device = DEVICE_CONFIGS[name]
+    res = launch("run_distribute_train_msrun.sh", device, workers, config_path(name), data_dir,
+                 dry=True, MASTER_PORT=9123)
+    assert res.returncode == 0, res.stderr
+    (workdir, tokens), = commands(res.stdout)
+    log_dir = os.path.join(_normalised(_output_dir(name)), "logs", f"train_msrun_{device.lower()}")
+    assert _normalised(workdir) == log_dir
+    assert tokens[:4] == ["env", "-u", "RANK_TABLE_FILE", "msrun"]
+    assert f"--worker_num={workers}" in tokens and f"--local_worker_num={workers}" in tokens
+    assert "--master_port=9123" in tokens and "--join=True" in tokens
+    assert option(tokens, "device_target") == device and option(tokens, "run_distribute") == "true"
+
+
+def test_a_device_config_the_parser_rejects_stops_every_device_launcher(tmp_path, data_dir):
+    bad = tmp_path / "bad_gpu.yaml"
+    bad.write_text(f"__base__: {config_path('cifar10_config_gpu.yaml')}\namp_level: O4\n")
+    table = rank_table(tmp_path / "hccl.json", [2])
+    for script, before in (("run_standalone_train_gpu.sh", []), ("run_distribute_train_gpu.sh", ["2"]),
+                           ("run_distribute_train.sh", [table]),
+                           ("run_distribute_train_msrun.sh", ["GPU", "2"])):
+        res = launch(script, *before, str(bad), data_dir, dry=True, MPIRUN="true")
+        assert res.returncode == 2, (script, res.stdout, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "'amp_level' must be one of" in lines[0], (script, res.stderr)
+        assert "+ cd" not in res.stdout
+
+
+# ------------------------------------------------------------------- Ascend 310 inference (dry run)
+@pytest.mark.parametrize("dataset, config, labels", [
+    ("cifar10", "cifar10_config_cpu.yaml", "label.npy"),
+    ("imagenet", "imagenet_config_cpu.yaml", "label.npy"),
+    ("moving_mnist", "mmnist_config_cpu.yaml", "01_target"),
+])
+def test_infer_310_dry_run_prints_its_four_stages(dataset, config, labels, tmp_path, data_dir):
+    (tmp_path / "net.mindir").write_bytes(b"")
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    label_file = "classes.txt" if dataset == "imagenet" else "-"
+    res = launch("run_infer_310.sh", "net.mindir", dataset, data_dir, label_file, "6",
+                 cwd=str(tmp_path), dry=True)
+    assert res.returncode == 0, res.stderr
+    stages = [shlex.split(line[2:]) for line in res.stdout.splitlines() if line.startswith("+ ")]
+    assert len(stages) == 4, res.stdout
+    build, pre, infer, post = stages
+    assert build[-2:] == ["bash", os.path.join(ROOT, "ascend310_infer", "build.sh")]
+    assert pre[1] == os.path.join(ROOT, "preprocess.py") and option(pre, "config_path") == config_path(config)
+    assert option(pre, "data_path") == data_dir
+    assert option(pre, "class_names_file") == (str(tmp_path / "classes.txt") if dataset == "imagenet" else None)
+    assert infer[0] == os.path.join(ROOT, "ascend310_infer", "out", "main")
+    assert option(infer, "mindir_path") == str(tmp_path / "net.mindir") and option(infer, "device_id") == "6"
+    assert option(post, "label_path") == f"./preprocess_Result/{labels}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.txt", "data", "net.mindir"]
+
+
+def test_infer_310_bad_input_is_exit_2_and_runs_nothing(tmp_path, data_dir):
+    (tmp_path / "net.mindir").write_bytes(b"")
+    cases = [(["net.mindir", "coco", data_dir], "DATASET must be cifar10, imagenet or moving_mnist"),
+             (["none.mindir", "cifar10", data_dir], "is not a file"),
+             (["net.mindir", "cifar10", "no_data"], "does not exist"),
+             (["net.mindir", "cifar10", data_dir, "-", "gpu0"], "DEVICE_ID must be a number")]
+    for args, message in cases:
+        res = launch("run_infer_310.sh", *args, cwd=str(tmp_path))
+        assert res.returncode == 2 and res.stderr.startswith("error: ") and message in res.stderr, args
+        assert "+ " not in res.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "net.mindir"]
