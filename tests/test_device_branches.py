@@ -19,7 +19,7 @@ import shlex
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, TINY_CONVLSTM
 from src.model_utils.config import get_config
 from src.models import use_unfold_for
 from test_launchers import commands, launch, option, rank_table
@@ -259,3 +259,116 @@ def test_infer_310_bad_input_is_exit_2_and_runs_nothing(tmp_path, data_dir):
         assert res.returncode == 2 and res.stderr.startswith("error: ") and message in res.stderr, args
         assert "+ " not in res.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "net.mindir"]
+
+
+# ----------------------------------------------------------------------------------- data sinking
+class _FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def _report(monitor, clock, epoch, step_num, seconds, loss=0.5):
+    """One on_train_step_begin/end pair as MindSpore makes it, covering ``seconds``."""
+    import types
+    import mindspore as ms
+    ctx = types.SimpleNamespace(original_args=lambda: types.SimpleNamespace(
+        cur_epoch_num=epoch, cur_step_num=step_num, net_outputs=ms.Tensor(loss, ms.float32)))
+    monitor.on_train_step_begin(ctx)
+    clock.now += seconds
+    monitor.on_train_step_end(ctx)
+    return ctx
+
+
+@pytest.mark.parametrize("sink", [False, True])
+def test_train_monitor_per_step_time_with_and_without_data_sinking(sink, monkeypatch, tmp_path):
+    """GPU/Ascend sink a whole epoch per call (Model.train reports once, cur_step_num jumps by the
+    epoch's steps): the per-step time is the epoch time over its 5 steps, as without sinking."""
+    import io
+    import json
+    import src.callbacks as callbacks
+    clock = _FakeClock()
+    monkeypatch.setattr(callbacks.time, "time", clock)
+    out = io.StringIO()
+    history = tmp_path / "history.jsonl"
+    monitor = callbacks.TrainMonitor(5, log_interval=2, history_file=str(history), progress=False,
+                                     lr_per_step=[0.1] * 10, stream=out)
+    for epoch in (1, 2):
+        monitor.on_train_epoch_begin(None)
+        if sink:
+            ctx = _report(monitor, clock, epoch, 5 * epoch, 1.0)
+        else:
+            for step in range(1, 6):
+                ctx = _report(monitor, clock, epoch, 5 * (epoch - 1) + step, 0.2)
+        monitor.on_train_epoch_end(ctx)
+    text = out.getvalue()
+    assert text.count("per step time: 200.0 ms, steps: 5,") == 2, text
+    assert "epoch: 2 step: 5, loss is 0.5, lr 0.1" in text
+    records = [json.loads(line) for line in history.read_text().splitlines()]
+    assert [r["global_step"] for r in records][-1] == 10
+    assert len(records) == (2 if sink else 10)
+
+
+# ----------------------------------------------------------------------------------- precision
+@pytest.fixture
+def graph_mode():
+    import mindspore as ms
+    before = ms.get_context("mode")
+    ms.set_context(mode=ms.GRAPH_MODE)
+    yield
+    ms.set_context(mode=before)
+
+
+def test_precision_settings_device_decides_the_default():
+    from src.model_utils.errors import UserError
+    from src.precision import precision_settings
+    for name in DEVICE_CONFIGS:
+        cfg = resolved(name)
+        assert precision_settings(cfg.device_target, cfg.amp_level, cfg.loss_scale) == (
+            cfg.amp_level, cfg.loss_scale)
+        # the same config with --device_target CPU trains in fp32
+        assert precision_settings("CPU", cfg.amp_level, cfg.loss_scale) == ("O0", 1.0)
+        assert precision_settings("CPU", cfg.amp_level, cfg.loss_scale, allow_on_cpu=True) == (
+            cfg.amp_level, cfg.loss_scale)
+    for amp, scale, words in (("O1", 1024.0, "O1 fails"), ("O2", 0.5, "loss_scale must be >= 1")):
+        with pytest.raises(UserError, match=words):
+            precision_settings("GPU", amp, scale)
+
+
+def loss_recorder():
+    """A callback keeping every step's loss value and dtype."""
+    from mindspore.train import Callback
+
+    class LossRecorder(Callback):
+        def __init__(self):
+            super().__init__()
+            self.losses, self.dtypes = [], set()
+
+        def on_train_step_end(self, run_context):
+            out = run_context.original_args().net_outputs
+            loss = out[0] if isinstance(out, (tuple, list)) else out
+            self.losses.append(float(loss.asnumpy()))
+            self.dtypes.add(str(loss.dtype))
+
+    return LossRecorder()
+
+
+TINY_DARKNET = ["--batch_size", "16", "--num_samples", "32", "--augment", "false", "--epoch_size", "4",
+                "--lr", "0.05", "--warmup_epochs", "0", "--num_parallel_workers", "1"]
+TINY_VIDEO = TINY_CONVLSTM + ["--epoch_size", "4", "--lr", "0.02", "--num_parallel_workers", "1"]
+# (config, command-line overrides, amp level and loss scale the device trains with, eval+export?)
+DEVICE_STEPS = [
+    ("cifar10_config_gpu.yaml", TINY_DARKNET, ("O2", 1024.0), True),
+    ("cifar10_config.yaml", TINY_DARKNET, ("O2", 1024.0), False),
+    ("mmnist_config_gpu.yaml", TINY_VIDEO, ("O0", 1.0), False),
+    ("mmnist_config.yaml", TINY_VIDEO, ("O0", 1.0), False),
+    # the ConvLSTM configs with mixed precision switched on, as a GPU/Ascend user may: RMSProp
+    # (the paper's optimizer) and Adam, each with the matching loss scale
+    ("mmnist_config_gpu.yaml", TINY_VIDEO + ["--amp_level", "O2", "--loss_scale", "1024"],
+     ("O2", 1024.0), True),
+    ("mmnist_config.yaml", TINY_VIDEO + ["--amp_level", "O2", "--loss_scale", "512", "--optimizer",
+                                         "adam", "--lr", "0.004"], ("O2", 512.0), False),
+]
+
