@@ -15,6 +15,9 @@ import glob
 import math
 import os
 import shlex
+import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -221,6 +224,27 @@ def test_a_device_config_the_parser_rejects_stops_every_device_launcher(tmp_path
         assert len(lines) == 1 and "'amp_level' must be one of" in lines[0], (script, res.stderr)
         assert "+ cd" not in res.stdout
 
+
+
+HAS_ACCELERATOR = bool(shutil.which("nvidia-smi")) or os.path.exists("/dev/davinci0")
+
+
+@pytest.mark.skipif(HAS_ACCELERATOR, reason="a GPU or Ascend device is present: the config would train")
+@pytest.mark.parametrize("name", ["cifar10_config_gpu.yaml", "mmnist_config.yaml"])
+def test_device_config_on_a_machine_without_the_device_is_one_line_error(name, tmp_path):
+    """What a user of the CPU wheel sees when starting a GPU / Ascend config as it is."""
+    (tmp_path / "data").mkdir()
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--config_path", config_path(name),
+                          "--data_path", str(tmp_path / "data"), "--output_dir", str(out)],
+                         cwd=str(tmp_path), capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, GLOG_v="3"))
+    device = DEVICE_CONFIGS[name][1]
+    assert res.returncode == 2, res.stderr[-1000:]
+    last = res.stderr.strip().splitlines()[-1]  # MindSpore's own loader may log lines before it
+    assert last.startswith(f"error: cannot use device_target={device}: ") and last.endswith(
+        "(install the MindSpore build for that device, or pass --device_target CPU)"), last
+    assert not out.exists()
 
 # ------------------------------------------------------------------- Ascend 310 inference (dry run)
 @pytest.mark.parametrize("dataset, config, labels", [
