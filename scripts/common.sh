@@ -150,13 +150,16 @@ PY
     ) || exit 2
 }
 
-# check_run NAME ARGS...: check the arguments (see config_output_dir); sets OUTPUT_DIR and LOG_DIR
-# (RUN_DIR when set, else <output_dir>/logs/NAME).
+# check_run NAME ARGS...: check the arguments (see config_output_dir); sets OUTPUT_DIR, LOG_DIR
+# (RUN_DIR when set, else <output_dir>/logs/NAME) and RUN_ARGS = ARGS + --output_dir OUTPUT_DIR:
+# the processes run inside LOG_DIR, where a relative output_dir of the config would land
+# otherwise, so they get the absolute one the launcher reports.
 check_run() {
     local name="$1"
     shift
     need_python
     OUTPUT_DIR="$(config_output_dir "$@")"
+    RUN_ARGS=("$@" --output_dir "$OUTPUT_DIR")
     if [ -n "${RUN_DIR:-}" ]; then
         LOG_DIR="$(abs_path "$RUN_DIR")"
     else
@@ -247,14 +250,14 @@ train_one_main() {
     local log="$LOG_DIR/log.txt"
     if [ "$target" = CPU ]; then
         local status=0
-        launch fg "$LOG_DIR" "$log" "$PYTHON" "$REPO_ROOT/train.py" "${args[@]}" || status=$?
+        launch fg "$LOG_DIR" "$log" "$PYTHON" "$REPO_ROOT/train.py" "${RUN_ARGS[@]}" || status=$?
         is_dry_run && return 0
         [ "$status" -eq 0 ] || run_failed "training failed (exit status $status): see $log"
         echo "log: $log"
         echo "checkpoints, config.yaml and loss_history.jsonl: $OUTPUT_DIR"
     else
         launch bg "$LOG_DIR" "$log" env DEVICE_ID="$device_id" RANK_ID=0 RANK_SIZE=1 \
-            "$PYTHON" "$REPO_ROOT/train.py" "${args[@]}"
+            "$PYTHON" "$REPO_ROOT/train.py" "${RUN_ARGS[@]}"
         is_dry_run && return 0
         echo "training started in the background (pid ${LAUNCHED_PIDS[*]}) on $target device $device_id"
         echo "log: $log   (follow it with: tail -f $log)"
@@ -296,7 +299,7 @@ eval_main() {
     check_run "$name" "${args[@]}"
     dry_run_banner
     local log="$LOG_DIR/log.txt" status=0
-    local cmd=("$PYTHON" "$REPO_ROOT/eval.py" "${args[@]}")
+    local cmd=("$PYTHON" "$REPO_ROOT/eval.py" "${RUN_ARGS[@]}")
     [ "$target" = CPU ] || cmd=(env DEVICE_ID="$device_id" RANK_ID=0 RANK_SIZE=1 "${cmd[@]}")
     launch fg "$LOG_DIR" "$log" "${cmd[@]}" || status=$?
     is_dry_run && return 0

@@ -111,7 +111,7 @@ echo "rank table $RANK_TABLE: RANK_SIZE=$RANK_SIZE, $(($(echo "$TABLE_LINES" | w
 while read -r device_id rank_id; do
     launch bg "$LOG_DIR/rank_$rank_id" "$LOG_DIR/rank_$rank_id/log.txt" \
         env RANK_TABLE_FILE="$RANK_TABLE" RANK_SIZE="$RANK_SIZE" RANK_ID="$rank_id" \
-        DEVICE_ID="$device_id" "$PYTHON" "$REPO_ROOT/train.py" "${ARGS[@]}"
+        DEVICE_ID="$device_id" "$PYTHON" "$REPO_ROOT/train.py" "${RUN_ARGS[@]}"
 done < <(echo "$TABLE_LINES" | tail -n +2)
 
 is_dry_run && exit 0

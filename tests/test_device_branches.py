@@ -160,6 +160,8 @@ def test_standalone_train_and_eval_dry_run_with_each_device_config(name, tmp_pat
         assert option(tokens, "config_path") == config_path(name)
         assert option(tokens, "eval_data_path" if kind == "eval" else "data_path") == data_dir
         assert option(tokens, "run_distribute") is None
+        # the process runs inside the log folder: it gets the output_dir the launcher reports
+        assert _normalised(option(tokens, "output_dir")) == _normalised(_output_dir(name))
 
 
 @pytest.mark.parametrize("name", [n for n, (_, d) in sorted(DEVICE_CONFIGS.items()) if d == "Ascend"])
@@ -178,6 +180,7 @@ def test_ascend_rank_table_of_8_devices_dry_run(name, tmp_path, data_dir):
         assert option(tokens, "device_target") == "Ascend" and option(tokens, "run_distribute") == "true"
         assert option(tokens, "config_path") == config_path(name)
         assert option(tokens, "device_id") is None  # each process takes DEVICE_ID from its env
+        assert _normalised(option(tokens, "output_dir")) == _normalised(_output_dir(name))
 
 
 @pytest.mark.parametrize("name", [n for n, (_, d) in sorted(DEVICE_CONFIGS.items()) if d == "GPU"])
@@ -193,6 +196,7 @@ def test_gpu_mpirun_dry_run(name, tmp_path, data_dir):
     assert tokens[tokens.index("--merge-stderr-to-stdout") + 2] == os.path.join(ROOT, "train.py")
     assert option(tokens, "device_target") == "GPU" and option(tokens, "run_distribute") == "true"
     assert option(tokens, "config_path") == config_path(name) and option(tokens, "device_id") is None
+    assert _normalised(option(tokens, "output_dir")) == _normalised(_output_dir(name))
 
 
 @pytest.mark.parametrize("name", sorted(DEVICE_CONFIGS))
@@ -209,6 +213,7 @@ def test_msrun_dry_run_on_the_configs_device(name, workers, tmp_path, data_dir):
     assert f"--worker_num={workers}" in tokens and f"--local_worker_num={workers}" in tokens
     assert "--master_port=9123" in tokens and "--join=True" in tokens
     assert option(tokens, "device_target") == device and option(tokens, "run_distribute") == "true"
+    assert _normalised(option(tokens, "output_dir")) == _normalised(_output_dir(name))
 
 
 def test_a_device_config_the_parser_rejects_stops_every_device_launcher(tmp_path, data_dir):

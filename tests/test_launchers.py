@@ -325,10 +325,13 @@ def test_default_log_folder_is_under_the_configs_output_dir(tmp_path, data_dir):
     assert res.returncode == 0, res.stderr
     (workdir, tokens), = commands(res.stdout)
     assert workdir == os.path.join(ROOT, "output", "tinydarknet_cifar10", "logs", "train_cpu")
+    # train.py runs inside that folder: it gets the absolute output_dir, not the config's relative one
+    assert option(tokens, "output_dir") == os.path.join(ROOT, "output", "tinydarknet_cifar10")
     res = launch("run_distribute_train_msrun.sh", "Ascend", "8", CPU_CONFIG, data_dir, "--output_dir",
                  "runs/a", cwd=str(tmp_path), dry=True, MASTER_PORT=9000)
     (workdir, tokens), = commands(res.stdout)
     assert workdir == str(tmp_path / "runs" / "a" / "logs" / "train_msrun_ascend")
+    assert option(tokens, "output_dir") == str(tmp_path / "runs" / "a")
     assert "--worker_num=8" in tokens and "--master_port=9000" in tokens
     assert option(tokens, "device_target") == "Ascend"
 
