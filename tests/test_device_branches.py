@@ -401,3 +401,84 @@ DEVICE_STEPS = [
                                          "adam", "--lr", "0.004"], ("O2", 512.0), False),
 ]
 
+
+def _float_dtypes(params):
+    return {str(v.dtype) for v in params.values()
+            if hasattr(v, "dtype") and "Float" in str(v.dtype)}
+
+
+@pytest.mark.parametrize("name, overrides, precision, check_eval", DEVICE_STEPS,
+                         ids=[f"{n}-{p[0]}-{p[1]:g}" for n, _, p, _ in DEVICE_STEPS])
+def test_device_training_step_runs_on_cpu(name, overrides, precision, check_eval, graph_mode,
+                                          cifar_dir, mmnist_dir, tmp_path):
+    """The training step a GPU / Ascend config builds on its device (amp level, loss scale, the
+    optimizer with the matching loss scale), run for a few steps on CPU: the loss falls,
+    BatchNorm and the loss stay fp32 under O2, the checkpoint is fp32 and evaluates and exports
+    from a freshly built fp32 network."""
+    import numpy as np
+    import mindspore as ms
+    import mindspore.nn as nn
+    from mindspore.train import CheckpointConfig, ModelCheckpoint
+    from src.data import create_dataset_from_config
+    from src.models import create_model_from_config
+    from src.precision import precision_settings
+    from src.tasks import create_task
+    from src.trainer import build_training, set_seed
+
+    data = mmnist_dir if "mmnist" in name else cifar_dir
+    cfg = get_config(["--config_path", config_path(name), "--data_path", data,
+                      "--output_dir", str(tmp_path / "run"), *overrides])
+    amp_level, loss_scale = precision_settings(cfg.device_target, cfg.amp_level, cfg.loss_scale)
+    assert (amp_level, loss_scale) == precision and cfg.device_target != "CPU"
+
+    set_seed(cfg.seed)
+    task = create_task(cfg)
+    dataset = create_dataset_from_config(cfg, "train")
+    network = create_model_from_config(cfg)
+    loss_fn = task.create_loss()
+    model, optimizer, _ = build_training(cfg, network, network.trainable_params(), loss_fn,
+                                         dataset.get_dataset_size(), amp_level, loss_scale)
+    assert optimizer.loss_scale == loss_scale  # gradients are un-scaled by the same factor
+
+    recorder = loss_recorder()
+    ckpt_cfg = CheckpointConfig(save_checkpoint_steps=10 ** 6, keep_checkpoint_max=1)
+    saver = ModelCheckpoint(prefix="dev", directory=str(tmp_path / "ckpt"), config=ckpt_cfg)
+    model.train(cfg.epoch_size, dataset, callbacks=[recorder, saver], dataset_sink_mode=False)
+
+    losses = recorder.losses
+    assert len(losses) >= 6 and all(map(math.isfinite, losses)), losses
+    assert sum(losses[-2:]) < sum(losses[:2]), losses
+    assert recorder.dtypes == {"Float32"}  # the loss is computed and returned in fp32
+    assert not loss_fn.get_flags().get("fp16")
+    bns = [c for _, c in network.cells_and_names() if isinstance(c, nn.BatchNorm2d)]
+    convs = [c for _, c in network.cells_and_names() if isinstance(c, nn.Conv2d)]
+    if amp_level == "O2":
+        assert all(c.get_flags().get("fp16") for c in convs)
+        assert all(c.get_flags().get("fp32") and not c.get_flags().get("fp16") for c in bns)
+    else:
+        assert not any(c.get_flags().get("fp16") for c in convs)
+    assert (len(bns) == 15) == (cfg.model_name == "tinydarknet")
+
+    ckpt = str(tmp_path / "ckpt" / f"dev-{cfg.epoch_size}_{dataset.get_dataset_size()}.ckpt")
+    params = ms.load_checkpoint(ckpt)
+    assert _float_dtypes(params) == {"Float32"}
+    assert {p.name for p in network.get_parameters()} <= set(params)
+    if not check_eval:
+        return
+
+    # evaluate and export on CPU from a new fp32 network, as eval.py / export.py do
+    from export import export_network
+    from src.checkpoint import load_network
+    from src.evaluate import run_eval
+    eval_cfg = get_config(["--config_path", config_path(name), "--device_target", "CPU",
+                           "--data_path", data, "--ckpt_file", ckpt, "--result_dir", str(tmp_path / "eval"),
+                           "--file_name", str(tmp_path / "net"), *overrides])
+    result = run_eval(eval_cfg, log=None)
+    assert result["num_samples"] > 0
+    fresh, _ = load_network(eval_cfg, ckpt, export=True)
+    x = ms.Tensor(task.example_batch(1, np.random.default_rng(0))[0])
+    expected = fresh(x)
+    assert str(expected.dtype) == "Float32"
+    path = export_network(eval_cfg.replace(batch_size=1), log=None)
+    exported = nn.GraphCell(ms.load(path))(x)
+    assert abs(exported.asnumpy() - expected.asnumpy()).max() < 1e-5
