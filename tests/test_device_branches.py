@@ -7,7 +7,12 @@ a CPU allows:
   those devices are checked: device, mixed precision, loss scale, batch, and that the GPU file is
   the Ascend file with another device_target;
 * every GPU / Ascend launcher is dry-run (DRY_RUN=1) with those configs: the command, the device,
-  the environment of each process and the log folders they would use.
+  the environment of each process and the log folders they would use (also run_infer_310.sh);
+* a device config started on the CPU wheel stops with one line;
+* the training log's per-step time when the device sinks a whole epoch per report;
+* the training step each device config builds on its device (mixed precision O2, fixed loss
+  scale, the optimizer with the same scale) runs on CPU: the loss falls, BatchNorm and the loss
+  stay fp32, the checkpoint is fp32 and evaluates / exports from a new fp32 network.
 
 What cannot run here (HCCL / NCCL communication, real devices, mpirun itself) is only read.
 """
