@@ -13,8 +13,7 @@ pipelines and batch-1 inference latency, on synthetic data; one table (and JSON)
   architecture, optimizer, loss, batch; parameter counts asserted equal; run without MindSpore's
   oneDNN cap), interleaved, with the ratio; ``--rounds N`` keeps the best of N rounds.
 * ``data``: the training pipelines on synthetic files in the real formats vs the rate they feed.
-* ``export``: batch-1 latency of the MindIR in MindSpore and the ONNX in onnxruntime, with
-  ``src.infer``'s runners (what ``scripts/run_infer_cpu.sh`` runs).
+* ``export``: batch-1 latency of the MindIR (MindSpore) and ONNX (onnxruntime), by src.infer.
 
 Recorded: CPU, oneDNN ISA cap applied (before MindSpore is imported) and the 3x3 conv kernel under
 it, threads, load average. Publish only runs on an idle machine.
@@ -103,7 +102,7 @@ TRAIN_ROWS = {
                      dict(batch_size=1, hidden_channels=[4], input_frames=2, output_frames=2, image_size=16),
                      "ConvLSTM CPU config (config/mmnist_config_cpu.yaml), batch 8"),
 }
-CPU_RUN = dict(device_target="CPU", amp_level="O0", loss_scale=1.0, epoch_size=1, warmup_epochs=0)
+CPU_RUN = dict(device_target="CPU", epoch_size=1, warmup_epochs=0)
 
 
 def row_config(name, quick, **changes):
@@ -131,6 +130,7 @@ def mindspore_steps(cfg, warmup, steps):
     import mindspore.dataset as ds
     from mindspore.train import Callback
     from src.models import create_model_from_config
+    from src.precision import precision_settings
     from src.tasks import create_task
     from src.trainer import build_training
 
@@ -147,7 +147,9 @@ def mindspore_steps(cfg, warmup, steps):
     x, y = task.example_batch(cfg.batch_size, np.random.default_rng(0))
     data = ds.NumpySlicesDataset({"x": x, "y": y}, shuffle=False).batch(cfg.batch_size).repeat(warmup + steps)
     network = create_model_from_config(cfg, log=_log)
-    model = build_training(cfg, task, network, network.trainable_params(), warmup + steps)[0]
+    precision = precision_settings(cfg.device_target, cfg.amp_level, cfg.loss_scale)
+    model = build_training(cfg, network, network.trainable_params(), task.create_loss(), warmup + steps,
+                           *precision)[0]
     timer = StepTimer()
     start = time.perf_counter()
     model.train(1, data, callbacks=[timer], dataset_sink_mode=False)

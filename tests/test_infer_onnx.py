@@ -109,4 +109,4 @@ def test_ascend_script_refuses_onnx(tmp_path):
     (tmp_path / "m.onnx").write_bytes(b"x")
     script = os.path.join(os.path.dirname(CPU_SCRIPT), "run_infer_310.sh")
     rc, _, stderr = run_script(script, ["m.onnx", "cifar10", str(tmp_path)], tmp_path)
-    assert rc == 1 and "run_infer_cpu.sh" in stderr
+    assert rc == 2 and "run_infer_cpu.sh" in stderr
