@@ -29,7 +29,7 @@ import yaml
 
 from conftest import ROOT, TINY_CONVLSTM
 from src.model_utils.config import get_config
-from src.models import use_unfold_for
+from src.models import conv_policy, get_model_spec
 from test_launchers import commands, launch, option, rank_table
 
 CONFIG_DIR = os.path.join(ROOT, "config")
@@ -76,7 +76,8 @@ def test_device_config_resolves_to_its_device_settings(name):
         assert cfg[key] == value, (name, key, cfg[key])
     assert cfg.dataset_sink_mode is True and cfg.run_distribute is False
     # conv_impl auto = native convolutions on the device (im2col is a CPU speed path)
-    assert use_unfold_for(cfg.conv_impl, cfg.device_target) is False
+    policy = conv_policy(cfg, log=None)
+    assert all(policy(*shape) == "native" for shape in get_model_spec(cfg.model_name).conv_shapes(cfg))
 
 
 @pytest.mark.parametrize("family", sorted(DEVICE_VALUES))
