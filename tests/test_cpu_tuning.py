@@ -113,6 +113,14 @@ def test_corrupted_cache_ignored_and_rewritten():
     assert not [n for n in os.listdir(os.path.dirname(path)) if n.endswith(".tmp")]
 
 
+def test_unwritable_cache_folder_still_applies(tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")  # the cache folder cannot be created under a file
+    path = str(blocker / "cpu_tuning.json")
+    result, lines = apply(FakeIsa({"default": 90.0, "AVX2": 3.0}), path=path)
+    assert result["isa"] == "AVX2" and os.environ[ct.ONEDNN_ENV] == "AVX2" and len(lines) == 1
+
+
 def test_user_onednn_env_wins(monkeypatch):
     monkeypatch.setenv(ct.ONEDNN_ENV, "AVX512_CORE")
     monkeypatch.setenv(ct.ISA_ENV, "AVX2")

@@ -1,18 +1,19 @@
 """CPU kernel choices made by measurement on the machine at hand, cached per machine.
 
-Two choices decide CPU speed with MindSpore 2.10 (see /work notes and ``benchmarks/README.md``):
+Two choices decide CPU speed with MindSpore 2.10 (README, "CPU tuning, measured per machine"):
 
 * **oneDNN ISA cap** (:func:`apply_onednn_isa`). On CPUs with AVX-512 the bundled oneDNN 3.10
   runs a plain NCHW fp32 convolution through ``jit_uni_ncsp:conv+ref:any``, 10-100x slower than
   the ``x64:gemm:jit`` kernel it picks when capped with ``ONEDNN_MAX_CPU_ISA=AVX2``. The cap
   must be in the environment before MindSpore runs its first oneDNN kernel (oneDNN reads it
-  once), so entry points call this function before importing mindspore. ``auto`` times one convolution per candidate (default, AVX2) in a
-  child process through the bundled ``libdnnl.so.3`` (no MindSpore import: ~0.1 s each) and
-  keeps the fastest; CPUs without AVX-512 have nothing to choose.
+  once), so entry points call this function before importing mindspore. ``auto`` times one
+  convolution per candidate (default, AVX2) in a child process through the bundled
+  ``libdnnl.so.3`` (no MindSpore import: ~0.1 s each) and keeps the fastest; CPUs without
+  AVX-512 have nothing to choose.
 * **Convolution implementation per layer** (:func:`conv_impl_policy`): the native op or
   im2col + GEMM (``src.models.layers.Conv2d``). ``auto`` times forward + backward of both for
   every k x k layer shape of the network at the training batch, in one child process with
-  MindSpore in GRAPH mode, and picks the faster per shape.
+  MindSpore in GRAPH mode, and picks the faster per shape (im2col only when 5% faster).
 
 Both results are cached in ``$XDG_CACHE_HOME/mindspore-zoo-tdn-convlstm/cpu_tuning.json``
 (``~/.cache/...`` without ``XDG_CACHE_HOME``), keyed by CPU model (name, family, model number),
@@ -123,14 +124,20 @@ def _machine_entry(data, key):
 
 @contextlib.contextmanager
 def _locked(path):
-    """Exclusive lock next to the cache (processes starting together probe once)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".lock", "a", encoding="utf-8") as lock:
+    """Exclusive lock next to the cache (processes starting together probe once). Without a
+    writable cache folder or ``fcntl`` there is no lock: at worst two processes probe."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        lock = open(path + ".lock", "a", encoding="utf-8")
+    except OSError:
+        yield
+        return
+    with lock:
         try:
             import fcntl
             fcntl.flock(lock, fcntl.LOCK_EX)
         except (ImportError, OSError):
-            pass  # no locking on this platform: at worst two processes probe
+            pass
         yield
 
 
@@ -144,9 +151,13 @@ def _update_cache(path, key, section, values):
     entry[section].update(values)
     data["machines"][key] = entry
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:  # a read-only or full cache folder: the choice holds for this run only
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
 
 
 # ---------------------------------------------------------------- child-process probes
