@@ -7,7 +7,9 @@
 #     --eval_data_path, --output_dir, --resume, --pre_trained, --ckpt_file, --result_dir among the
 #     extra arguments) are resolved against the directory you call the launcher from;
 #   * the config and the extra `--key value` arguments are checked by the repo's own config parser
-#     before anything starts (unknown key, wrong type -> one line, exit 1);
+#     before anything starts (unknown key, wrong type -> one line, exit 2);
+#   * every bad argument is one line `error: ...` on stderr and exit status 2 (as the Python entry
+#     scripts); a run that fails exits with the status of its Python process;
 #   * a relative output_dir in the config is relative to the repository root (as when running
 #     `python train.py` from there); logs go to <output_dir>/logs/<launcher>/... unless RUN_DIR is
 #     set; each process runs inside its own log folder (Ascend writes kernel_meta/ etc. there);
@@ -28,19 +30,38 @@ LAUNCHED_PIDS=()
 
 die() {
     echo "error: $*" >&2
-    exit 1
+    exit 2
 }
 
-# usage "<usage line>" "<more text>": print to stderr and exit 1 (exit 0 for -h/--help)
+# usage "<usage line>" "<more text>": with USAGE_STATUS=0 (-h/--help) print both to stdout and
+# exit 0; otherwise (missing arguments) one line on stderr and exit 2
 usage() {
     if [ "${USAGE_STATUS:-1}" = 0 ]; then
         echo "usage: $1"
         [ $# -lt 2 ] || echo "$2"
         exit 0
     fi
-    echo "usage: $1" >&2
-    [ $# -lt 2 ] || echo "$2" >&2
-    exit 1
+    die "missing arguments; usage: $1 (--help explains them)"
+}
+
+# bad_arg "<usage line>" "<what is wrong>": one line on stderr, exit 2
+bad_arg() {
+    die "$2 (usage: $1)"
+}
+
+# run_failed WHAT STATUS LOG: a Python run that failed. A user error (status 2) already printed
+# its one line `error: ...` (also in LOG): repeat that line; a crash points to the log.
+run_failed() {
+    local last=""
+    if [ "$2" -eq 2 ] && [ -f "$3" ]; then
+        last="$(grep '^error: ' "$3" | tail -n 1 || true)"
+    fi
+    if [ -n "$last" ]; then
+        echo "error: $1 failed: ${last#error: } (log: $3)" >&2
+    else
+        echo "error: $1 failed (exit status $2): see $3" >&2
+    fi
+    exit "$2"
 }
 
 # wants_help "$@": true when the first argument is -h or --help
@@ -120,7 +141,7 @@ resolve_extra_args() {
 }
 
 # config_output_dir ARGS...: check train.py/eval.py arguments (--config_path FILE --key value ...)
-# with the repo's own parser (one line on error, exit 1) and print the absolute output_dir; a
+# with the repo's own parser (one line on error, exit 2) and print the absolute output_dir; a
 # relative output_dir is relative to the repository root, as when train.py runs from there.
 config_output_dir() {
     (cd "$REPO_ROOT" && "$PYTHON" - "$@" <<'PY'
@@ -135,10 +156,10 @@ try:
     cfg = get_config(sys.argv[1:])
 except UserError as exc:
     print(f"error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(2)
 print(os.path.abspath(os.path.expanduser(cfg.output_dir)))
 PY
-    ) || exit 1
+    ) || exit 2
 }
 
 # check_run NAME ARGS...: check the arguments (see config_output_dir); sets OUTPUT_DIR and LOG_DIR
@@ -225,7 +246,7 @@ train_one_main() {
     take_config_and_data "$1" "$2"
     shift 2
     if [ "$target" != CPU ] && [ $# -gt 0 ] && [[ "$1" != --* ]]; then
-        is_uint "$1" || usage "$line" "DEVICE_ID must be a device number, got '$1'"
+        is_uint "$1" || bad_arg "$line" "DEVICE_ID must be a device number, got '$1'"
         device_id="$1"
         shift
     fi
@@ -240,7 +261,7 @@ train_one_main() {
         local status=0
         launch fg "$LOG_DIR" "$log" "$PYTHON" "$REPO_ROOT/train.py" "${args[@]}" || status=$?
         is_dry_run && return 0
-        [ "$status" -eq 0 ] || die "training failed (exit status $status): see $log"
+        [ "$status" -eq 0 ] || run_failed training "$status" "$log"
         echo "log: $log"
         echo "checkpoints, config.yaml and loss_history.jsonl: $OUTPUT_DIR"
     else
@@ -275,7 +296,7 @@ eval_main() {
     need_path "checkpoint" "$ckpt"
     shift 3
     if [ "$target" != CPU ] && [ $# -gt 0 ] && [[ "$1" != --* ]]; then
-        is_uint "$1" || usage "$line" "DEVICE_ID must be a device number, got '$1'"
+        is_uint "$1" || bad_arg "$line" "DEVICE_ID must be a device number, got '$1'"
         device_id="$1"
         shift
     fi
@@ -291,6 +312,6 @@ eval_main() {
     [ "$target" = CPU ] || cmd=(env DEVICE_ID="$device_id" RANK_ID=0 RANK_SIZE=1 "${cmd[@]}")
     launch fg "$LOG_DIR" "$log" "${cmd[@]}" || status=$?
     is_dry_run && return 0
-    [ "$status" -eq 0 ] || die "evaluation failed (exit status $status): see $log"
+    [ "$status" -eq 0 ] || run_failed evaluation "$status" "$log"
     echo "log: $log"
 }

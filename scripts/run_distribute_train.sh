@@ -42,12 +42,12 @@ FORMAT = ('expected the HCCL format {"server_list": [{"server_id": ..., "device"
 
 def fail(message):
     print(f"error: rank table {path}: {message}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(2)
 
 
 if not os.path.isfile(path):
     print(f"error: rank table not found: {path}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(2)
 try:
     with open(path, encoding="utf-8") as f:
         table = json.load(f)
@@ -89,7 +89,7 @@ for s, device, rank in entries:
 PY
 }
 
-TABLE_LINES="$(read_rank_table "$RANK_TABLE")" || exit 1
+TABLE_LINES="$(read_rank_table "$RANK_TABLE")" || exit 2
 RANK_SIZE="$(echo "$TABLE_LINES" | sed -n '1s/^RANK_SIZE //p')"
 
 take_config_and_data "$2" "$3"

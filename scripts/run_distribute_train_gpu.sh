@@ -19,7 +19,7 @@ MORE="Data-parallel training on RANK_SIZE GPUs of this host with mpirun (OpenMPI
 if wants_help "$@"; then USAGE_STATUS=0 usage "$LINE" "$MORE"; fi
 [ $# -ge 3 ] || usage "$LINE" "$MORE"
 RANK_SIZE="$1"
-{ is_uint "$RANK_SIZE" && [ "$RANK_SIZE" -ge 1 ]; } || usage "$LINE" "RANK_SIZE must be a positive number of GPUs, got '$RANK_SIZE'"
+{ is_uint "$RANK_SIZE" && [ "$RANK_SIZE" -ge 1 ]; } || bad_arg "$LINE" "RANK_SIZE must be a positive number of GPUs, got '$RANK_SIZE'"
 MPIRUN="${MPIRUN:-mpirun}"
 if ! command -v "$MPIRUN" >/dev/null 2>&1 && ! is_dry_run; then
     die "'$MPIRUN' not found: install OpenMPI (e.g. apt-get install openmpi-bin) or use scripts/run_distribute_train_msrun.sh GPU $RANK_SIZE CONFIG_PATH DATA_PATH"

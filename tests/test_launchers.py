@@ -97,9 +97,11 @@ def data_dir(tmp_path):
 def test_missing_arguments_print_usage_and_fail(script, tmp_path):
     for args in ([], ["only_one_argument"]):
         res = launch(script, *args, cwd=str(tmp_path), RUN_DIR=tmp_path / "logs")
-        assert res.returncode != 0, (script, args, res.stdout)
-        assert res.stderr.startswith(f"usage: bash scripts/{script} "), res.stderr
-        assert "CONFIG_PATH DATA_PATH" in res.stderr.splitlines()[0]
+        assert res.returncode == 2, (script, args, res.stdout)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: missing arguments; usage: bash "
+                                                       f"scripts/{script} "), res.stderr
+        assert "CONFIG_PATH DATA_PATH" in lines[0]
         assert "+ cd" not in res.stdout
     assert not (tmp_path / "logs").exists()
     res = launch(script, "--help")
@@ -119,37 +121,45 @@ def test_missing_config_or_data_is_one_line_error(script, tmp_path, data_dir):
         args = before + positional[:2] + after + positional[2:]
         res = launch(script, *args, cwd=str(tmp_path), RUN_DIR=tmp_path / "logs", MPIRUN="true",
                      MSRUN="true")
-        assert res.returncode == 1, (script, args, res.stdout, res.stderr)
+        assert res.returncode == 2, (script, args, res.stdout, res.stderr)
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.stderr
         assert "+ cd" not in res.stdout
         assert not (tmp_path / "logs").exists()
 
 
+def one_line_error(res, words):
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, (res.returncode, res.stderr)
+    assert lines[0].startswith("error: ") and words in lines[0], res.stderr
+
+
 def test_bad_device_arguments_are_rejected(data_dir):
     res = launch("run_distribute_train_msrun.sh", "TPU", "2", CPU_CONFIG, data_dir, dry=True)
-    assert res.returncode == 1 and "DEVICE_TARGET must be CPU, GPU or Ascend" in res.stderr
+    one_line_error(res, "DEVICE_TARGET must be CPU, GPU or Ascend")
     res = launch("run_distribute_train_msrun.sh", "CPU", "0", CPU_CONFIG, data_dir, dry=True)
-    assert res.returncode == 1 and "RANK_SIZE must be a positive number" in res.stderr
+    one_line_error(res, "RANK_SIZE must be a positive number")
     res = launch("run_distribute_train_gpu.sh", "two", GPU_CONFIG, data_dir, dry=True)
-    assert res.returncode == 1 and "RANK_SIZE must be a positive number" in res.stderr
+    one_line_error(res, "RANK_SIZE must be a positive number")
     res = launch("run_standalone_train.sh", ASCEND_CONFIG, data_dir, "dev1", dry=True)
-    assert res.returncode == 1 and "DEVICE_ID must be a device number" in res.stderr
+    one_line_error(res, "DEVICE_ID must be a device number")
     res = launch("run_distribute_train_msrun.sh", "CPU", "2", CPU_CONFIG, data_dir, dry=True,
                  MASTER_PORT="80")
-    assert res.returncode == 1 and "MASTER_PORT must be a port number" in res.stderr
+    one_line_error(res, "MASTER_PORT must be a port number")
     res = launch("run_train_cpu.sh", CPU_CONFIG, data_dir, "stray", dry=True)
-    assert res.returncode == 1 and "unexpected argument 'stray'" in res.stderr
+    one_line_error(res, "unexpected argument 'stray'")
+    res = launch("run_train_cpu.sh", CPU_CONFIG, data_dir, "--batch_size", "0", dry=True)
+    one_line_error(res, "'batch_size' must be >= 1, got 0")
 
 
 def test_missing_mpirun_or_msrun_says_what_to_do(tmp_path, data_dir):
     res = launch("run_distribute_train_gpu.sh", "2", GPU_CONFIG, data_dir, RUN_DIR=tmp_path / "logs",
                  MPIRUN="no-such-mpirun")
-    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "install OpenMPI" in res.stderr and "run_distribute_train_msrun.sh" in res.stderr
     res = launch("run_distribute_train_msrun.sh", "GPU", "2", GPU_CONFIG, data_dir,
                  RUN_DIR=tmp_path / "logs", MSRUN="no-such-msrun")
-    assert res.returncode == 1 and "msrun" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert res.returncode == 2 and "msrun" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "logs").exists() and res.stdout == ""
 
 
@@ -177,7 +187,7 @@ def test_bad_rank_table_is_one_line_error_and_starts_nothing(case, tmp_path, dat
     # relative table path from another directory: the error names the absolute path
     res = launch("run_distribute_train.sh", "hccl.json", ASCEND_CONFIG, data_dir, cwd=str(tmp_path),
                  RUN_DIR=tmp_path / "logs")
-    assert res.returncode == 1, res.stdout
+    assert res.returncode == 2, res.stdout
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
     assert lines[0].startswith("error: ") and message in lines[0] and str(table) in lines[0], lines[0]
@@ -217,7 +227,7 @@ def test_rank_table_with_two_servers_uses_this_servers_devices(tmp_path, data_di
     assert [(e["RANK_SIZE"], e["RANK_ID"], e["DEVICE_ID"]) for e in envs] == [("4", "2", "0"), ("4", "3", "1")]
     res = launch("run_distribute_train.sh", table, ASCEND_CONFIG, data_dir, dry=True,
                  RUN_DIR=tmp_path / "logs", SERVER_ID="10.9.9.9")
-    assert res.returncode == 1 and "export SERVER_ID" in res.stderr and "+ cd" not in res.stdout
+    assert res.returncode == 2 and "export SERVER_ID" in res.stderr and "+ cd" not in res.stdout
 
 
 # ----------------------------------------------------------------------------------- dry runs
@@ -340,7 +350,9 @@ def test_failed_training_is_reported_with_its_log(tmp_path):
     (tmp_path / "empty").mkdir()
     res = launch("run_train_cpu.sh", CPU_CONFIG, str(tmp_path / "empty"), cwd=str(tmp_path),
                  RUN_DIR=tmp_path / "logs")
-    assert res.returncode == 1
-    assert "no CIFAR-10 train file" in (tmp_path / "logs" / "log.txt").read_text()
-    assert res.stderr.strip().splitlines()[-1] == (
-        f"error: training failed (exit status 2): see {tmp_path / 'logs' / 'log.txt'}")
+    assert res.returncode == 2  # train.py's status: a user error
+    log = tmp_path / "logs" / "log.txt"
+    assert "no CIFAR-10 train file" in log.read_text()
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: training failed: no CIFAR-10 train file")
+    assert lines[0].endswith(f"(log: {log})")
