@@ -201,7 +201,8 @@ def check_ranges(values, ranges):
             if isinstance(item, bool) or not isinstance(item, (int, float)):
                 continue
             if not all(clause(item, values) for clause in clauses):
-                refs = [r for r in _MULTIPLE.findall(spec.replace(" and ", "\n")) if r in values]
+                refs = [m.group(1) for m in (_MULTIPLE.match(t.strip()) for t in spec.split(" and "))
+                        if m and m.group(1) in values]
                 refs_text = "".join(f", {r} = {values[r]!r}" for r in refs)
                 each = "each item of " if isinstance(value, (list, tuple)) else ""
                 raise ConfigError(f"{each}'{key}' must be {spec}{refs_text}, got {value!r}: "

@@ -10,7 +10,9 @@ its traceback. :func:`user_message` is the single place that decides which is wh
   full, ...): one line naming the path and the fix;
 * ``RuntimeError`` raised by MindSpore that carries a UserError: dataset pipelines run Python
   sources in worker threads/processes and re-raise their errors as a RuntimeError whose text
-  embeds ``DataError: <message>``; that message is dug out.
+  embeds ``DataError: <message>``; that message is dug out. MindSpore's own error for a corrupt
+  file of a data set ("The corresponding data file is: F. Decode: image decode failed") is
+  turned into one line naming F.
 
 Entry scripts wrap ``main`` in :func:`exit_on_user_error`; argparse-based CLIs use
 :class:`ArgumentParser` (its errors are UserErrors too). Writers use :func:`writing` so that an
@@ -92,6 +94,20 @@ def embedded_user_message(text):
     return found[-1] if found else None
 
 
+_BAD_DATA_FILE = re.compile(r"The corresponding data file is: (.+?)\. (.+?)(?:\n|$)")
+
+
+def bad_data_file_message(text):
+    """One line for MindSpore's "map operation ... failed. The corresponding data file is: F.
+    Decode: image decode failed." (a corrupt image in a folder data set), or None."""
+    found = _BAD_DATA_FILE.findall(str(text))
+    if not found:
+        return None
+    path, reason = found[-1]
+    return f"{path}: {reason.strip().rstrip('.')}: the data file is corrupt or not supported; " \
+           "remove or replace it"
+
+
 def user_message(exc):
     """One line for a user error, or None when ``exc`` is a bug (and should keep its traceback)."""
     if isinstance(exc, UserError):
@@ -99,7 +115,7 @@ def user_message(exc):
     if isinstance(exc, OSError):
         return os_error_message(exc)
     if isinstance(exc, RuntimeError):
-        return embedded_user_message(exc)
+        return embedded_user_message(exc) or bad_data_file_message(exc)
     return None
 
 
@@ -124,19 +140,22 @@ def exit_on_user_error(main):
 
 @contextlib.contextmanager
 def writing(path, partial=()):
-    """Context for writing ``path``: an environment ``OSError`` inside becomes a one-line
-    UserError naming ``path``, and the files in ``partial`` (temporary or half-written) are
-    removed whatever the error."""
+    """Context for writing ``path``: an ``OSError`` inside becomes a one-line UserError naming
+    ``path``, and the files in ``partial`` (temporary or half-written) are removed whatever the
+    error."""
     try:
         yield
     except BaseException as exc:
         for name in partial:
             with contextlib.suppress(OSError):
                 os.remove(name)
-        msg = os_error_message(exc, path) if isinstance(exc, OSError) else None
-        if msg is None:
+        if not isinstance(exc, OSError):
             raise
-        raise UserError(msg) from exc
+        # any OSError here is about writing ``path``; numpy's tofile() on a full disk raises one
+        # without errno ("100000 requested and 8192 written")
+        msg = os_error_message(exc, path) if exc.errno is not None else None
+        raise UserError(msg or f"{path}: cannot be written ({_first_line(exc) or type(exc).__name__}): "
+                               "check the free space and the permissions of its folder") from exc
 
 
 def atomic_write_text(path, text):

@@ -1,0 +1,373 @@
+"""Every bad input is one line ``error: ...`` with exit code 2, nothing goes on silently wrong and
+nothing is left half-written. One test per class of problem: YAML keys, value ranges, malformed
+data files (train and eval), errors raised inside MindSpore's pipeline threads, read-only and
+full output folders.
+
+The entry scripts run in subprocesses: stderr must be exactly one line starting with
+``error: `` and no traceback anywhere.
+"""
+import contextlib
+import gzip
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, TINY_CONVLSTM, write_cifar10_bin
+from src.model_utils.config import ConfigError, get_config
+from src.model_utils.errors import (DataError, UserError, atomic_write_text, exit_on_user_error,
+                                    user_message, writing)
+
+CIFAR_CPU = os.path.join(ROOT, "config", "cifar10_config_cpu.yaml")
+IMAGENET_CPU = os.path.join(ROOT, "config", "imagenet_config_cpu.yaml")
+MMNIST_CPU = os.path.join(ROOT, "config", "mmnist_config_cpu.yaml")
+
+
+def run_entry(script, *args):
+    return subprocess.run([sys.executable, *script.split(), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line(res, *words):
+    """Exit code 2, stderr exactly one line ``error: ...`` holding ``words``, no traceback."""
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr[-2000:]
+    assert "Traceback" not in res.stdout + res.stderr
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- YAML keys
+def child_config(tmp_path, body, base=CIFAR_CPU, name="child.yaml"):
+    path = tmp_path / name
+    path.write_text(f"__base__: {base}\n{body}")
+    return str(path)
+
+
+@pytest.mark.parametrize("line, typo, meant", [("batch_sise: 8", "batch_sise", "batch_size"),
+                                               ("lr_gama: 0.5", "lr_gama", "lr_gamma")])
+def test_unknown_yaml_key_is_refused_with_the_closest_key(tmp_path, line, typo, meant):
+    path = child_config(tmp_path, line + "\n")
+    with pytest.raises(ConfigError) as err:
+        get_config(["--config_path", path])
+    msg = str(err.value)
+    assert "\n" not in msg and path in msg and f"'{typo}'" in msg and f"did you mean {meant}" in msg
+
+
+def test_unknown_yaml_key_through_train_py(tmp_path):
+    res = run_entry("train.py", "--config_path", child_config(tmp_path, "batch_sise: 8\n"))
+    assert_one_line(res, "unknown key 'batch_sise'", "did you mean batch_size")
+
+
+def test_a_file_declares_a_new_key_with_a_help_string(tmp_path):
+    path = child_config(tmp_path, "my_option: 3\n---\nmy_option: \"what it does\"\n---\n{}\n---\n"
+                                  "my_option: \">= 1\"\n")
+    cfg = get_config(["--config_path", path, "--my_option", "5"])
+    assert cfg.my_option == 5
+    with pytest.raises(ConfigError, match=r"'my_option' must be >= 1, got 0"):
+        get_config(["--config_path", path, "--my_option", "0"])
+    # a grandchild may set it: the chain declares it
+    grandchild = child_config(tmp_path, "my_option: 4\n", base=path, name="grandchild.yaml")
+    assert get_config(["--config_path", grandchild]).my_option == 4
+
+
+@pytest.mark.parametrize("body, words", [
+    ("---\nbatch_sise: \"typo in the help document\"\n", "help string for 'batch_sise'"),
+    ("---\n{}\n---\nlr_gama: [0.1]\n", "choices for 'lr_gama'"),
+    ("---\n{}\n---\n{}\n---\nbatch_sise: \">= 1\"\n", "range for 'batch_sise'"),
+    ("---\n{}\n---\n{}\n---\nlr: \"positive\"\n", "cannot read the range clause 'positive'"),
+    ("---\n{}\n---\n{}\n---\n{}\n---\n{}\n", "at most 4"),
+])
+def test_help_choices_and_ranges_of_unknown_keys_or_bad_grammar(tmp_path, body, words):
+    with pytest.raises(ConfigError, match=words):
+        get_config(["--config_path", child_config(tmp_path, "lr: 0.1\n" + body)])
+
+
+def test_saved_config_is_itself_a_valid_config(tmp_path):
+    from src.model_utils.config import save_config
+    cfg = get_config(["--lr", "0.02"] + TINY_CONVLSTM, default_config=MMNIST_CPU)
+    path = save_config(cfg, str(tmp_path))
+    again = get_config(["--config_path", path])
+    assert {k: v for k, v in again.items() if k != "config_path"} == \
+        {k: v for k, v in cfg.items() if k != "config_path"}
+    with pytest.raises(ConfigError, match="multiple of patch_size"):  # its ranges came along
+        get_config(["--config_path", path, "--image_size", "30"])
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+# --------------------------------------------------------------------------- value ranges
+@pytest.mark.parametrize("config, key, value, allowed", [
+    (CIFAR_CPU, "batch_size", "0", ">= 1"),
+    (CIFAR_CPU, "batch_size", "-4", ">= 1"),
+    (CIFAR_CPU, "eval_batch_size", "-1", ">= 0"),
+    (CIFAR_CPU, "epoch_size", "0", ">= 1"),
+    (CIFAR_CPU, "lr", "-1", "> 0"),
+    (CIFAR_CPU, "lr", "0", "> 0"),
+    (CIFAR_CPU, "momentum", "1", "[0, 1)"),
+    (CIFAR_CPU, "label_smoothing", "1.0", "[0, 1)"),
+    (CIFAR_CPU, "weight_decay", "-0.1", ">= 0"),
+    (CIFAR_CPU, "lr_gamma", "0", "(0, 1]"),
+    (CIFAR_CPU, "milestones", "10,0", ">= 1"),
+    (CIFAR_CPU, "keep_checkpoint_max", "0", ">= 1"),
+    (CIFAR_CPU, "loss_scale", "0.5", ">= 1"),
+    (CIFAR_CPU, "num_parallel_workers", "-1", ">= 0"),
+    (CIFAR_CPU, "num_classes", "0", ">= 1"),
+    (CIFAR_CPU, "image_size", "8", ">= 16"),
+    (IMAGENET_CPU, "min_crop_scale", "0", "(0, 1]"),
+    (IMAGENET_CPU, "min_crop_scale", "1.5", "(0, 1]"),
+    (MMNIST_CPU, "image_size", "30", ">= 1 and multiple of patch_size, patch_size = 4"),
+    (MMNIST_CPU, "input_kernel", "4", ">= 1 and odd"),
+    (MMNIST_CPU, "state_kernel", "0", ">= 1 and odd"),
+    (MMNIST_CPU, "hidden_channels", "8,0", ">= 1"),
+    (MMNIST_CPU, "output_frames", "0", ">= 1"),
+])
+def test_values_outside_their_range_are_refused(config, key, value, allowed):
+    with pytest.raises(ConfigError) as err:
+        get_config(["--config_path", config, f"--{key}", value])
+    msg = str(err.value)
+    assert "\n" not in msg and f"'{key}' must be {allowed}" in msg and f"--{key}" in msg, msg
+
+
+def test_ranges_are_checked_after_the_command_line(tmp_path):
+    path = child_config(tmp_path, "lr: -1.0\n")
+    with pytest.raises(ConfigError, match="'lr' must be > 0, got -1.0"):
+        get_config(["--config_path", path])
+    assert get_config(["--config_path", path, "--lr", "0.1"]).lr == 0.1
+    # the other key of "multiple of" is taken after the command line too
+    assert get_config(["--config_path", MMNIST_CPU, "--image_size", "30", "--patch_size", "5"]).image_size == 30
+
+
+def test_negative_batch_size_through_train_py():
+    assert_one_line(run_entry("train.py", "--batch_size", "-1"), "'batch_size' must be >= 1, got -1")
+
+
+# --------------------------------------------------------------------------- malformed data files
+def cut(path, keep):
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(data[:keep])
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """A freshly initialised checkpoint of the CIFAR config and of the tiny ConvLSTM config, so
+    eval.py reaches its data."""
+    import mindspore as ms
+    from src.models import create_model_from_config
+    folder = tmp_path_factory.mktemp("ckpt")
+    out = {}
+    for name, argv in (("cifar", ["--config_path", CIFAR_CPU]),
+                       ("convlstm", ["--config_path", MMNIST_CPU] + TINY_CONVLSTM)):
+        cfg = get_config(argv)
+        out[name] = str(folder / f"{name}.ckpt")
+        ms.save_checkpoint(create_model_from_config(cfg), out[name],
+                           append_dict={"model_name": cfg.model_name})
+    return out
+
+
+def test_cifar_file_cut_mid_record_train_and_eval(cifar_dir, tmp_path, checkpoints):
+    cut(os.path.join(cifar_dir, "data_batch_1.bin"), 3073 * 50 + 1000)
+    res = run_entry("train.py", "--data_path", cifar_dir, "--output_dir", tmp_path / "out")
+    assert_one_line(res, "data_batch_1.bin is not a CIFAR-10 binary file", "record 51")
+    assert not (tmp_path / "out").exists()
+    cut(os.path.join(cifar_dir, "test_batch.bin"), 3073 * 10 - 1)
+    res = run_entry("eval.py", "--data_path", cifar_dir, "--ckpt_file", checkpoints["cifar"],
+                    "--result_dir", tmp_path / "eval")
+    assert_one_line(res, "test_batch.bin is not a CIFAR-10 binary file")
+    assert not (tmp_path / "eval").exists()
+
+
+def test_cifar_labels_outside_num_classes(tmp_path):
+    from src.data import create_dataset
+    folder = tmp_path / "cifar"
+    write_cifar10_bin(str(folder / "data_batch_1.bin"), 20, num_classes=10)
+    with pytest.raises(DataError, match="outside the 3 classes .*pass --num_classes"):
+        create_dataset("cifar10", str(folder), "train", 4, num_classes=3)
+    records = np.fromfile(folder / "data_batch_1.bin", np.uint8).reshape(-1, 3073)
+    records[7, 0] = 200  # not a CIFAR-10 label at all
+    records.tofile(folder / "data_batch_1.bin")
+    with pytest.raises(DataError, match="record 7 has label 200.*is this a CIFAR-10 binary file"):
+        create_dataset("cifar10", str(folder), "train", 4)
+
+
+def write_bad_idx(path, case):
+    good = gzip.compress(b"\x00\x00\x08\x03" + np.array([20, 28, 28], ">i4").tobytes() + bytes(20 * 784))
+    data = {"truncated_gz": good[: len(good) // 2], "garbled": b"\x1f\x8b" + os.urandom(500),
+            "wrong_magic": gzip.compress(b"\x00\x00\x08\x01" + bytes(100)),
+            "short_payload": gzip.compress(b"\x00\x00\x08\x03" + np.array([20, 28, 28], ">i4").tobytes()
+                                           + bytes(784))}[case]
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+@pytest.mark.parametrize("case, words", [("truncated_gz", "truncated or corrupt"),
+                                         ("garbled", "truncated or corrupt"),
+                                         ("wrong_magic", "bad idx magic number"),
+                                         ("short_payload", "holds 784 data bytes, expected 15680")])
+def test_bad_idx_file_for_moving_mnist_training(mmnist_dir, tmp_path, case, words):
+    write_bad_idx(os.path.join(mmnist_dir, "train-images-idx3-ubyte.gz"), case)
+    res = run_entry("train.py", "--config_path", MMNIST_CPU, *TINY_CONVLSTM, "--data_path", mmnist_dir,
+                    "--output_dir", tmp_path / "out")
+    assert_one_line(res, "train-images-idx3-ubyte.gz", words)
+
+
+@pytest.mark.parametrize("case, words", [
+    ("truncated", "not a readable .npy file"),
+    ("wrong_shape", "got uint8 (10, 5, 32, 32), expected uint8 (time=20"),
+    ("float_above_one", "got float64 (20, 6, 32, 32)"),
+    ("not_npy", "not a readable .npy file"),
+])
+def test_bad_mnist_test_seq_for_evaluation(mmnist_dir, tmp_path, checkpoints, case, words):
+    path = os.path.join(mmnist_dir, "mnist_test_seq.npy")
+    if case == "truncated":
+        cut(path, os.path.getsize(path) - 1000)
+    elif case == "wrong_shape":
+        np.save(path, np.zeros((10, 5, 32, 32), np.uint8))
+    elif case == "float_above_one":
+        np.save(path, np.full((20, 6, 32, 32), 255.0))
+    else:
+        with open(path, "wb") as f:
+            f.write(b"not an npy file at all" * 10)
+    res = run_entry("eval.py", "--config_path", MMNIST_CPU, *TINY_CONVLSTM, "--data_path", mmnist_dir,
+                    "--ckpt_file", checkpoints["convlstm"], "--result_dir", tmp_path / "eval")
+    assert_one_line(res, "mnist_test_seq.npy", words)
+
+
+def test_bad_image_folders(tmp_path):
+    from src.data import create_dataset
+    (tmp_path / "none").mkdir()
+    with pytest.raises(DataError, match="no class sub-folders"):
+        create_dataset("imagefolder", str(tmp_path / "none"), "train", 2)
+    (tmp_path / "empty" / "train" / "cat").mkdir(parents=True)
+    with pytest.raises(DataError, match="holds no images"):
+        create_dataset("imagefolder", str(tmp_path / "empty"), "train", 2)
+    res = run_entry("train.py", "--config_path", IMAGENET_CPU, "--data_path", tmp_path / "empty",
+                    "--output_dir", tmp_path / "out")
+    assert_one_line(res, "class folder", "holds no images")
+
+
+def test_corrupt_image_inside_the_pipeline_is_one_line(tmp_path):
+    """A corrupt JPEG is found only when MindSpore decodes it, in its own threads: the
+    RuntimeError it raises is turned into one line naming the file."""
+    from PIL import Image
+    from src.data import create_dataset
+    for name in ("a", "b"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((20, 20, 3), 40 * i, np.uint8)).save(tmp_path / "train" / name / f"{i}.jpg")
+    bad = tmp_path / "train" / "b" / "2.jpg"
+    bad.write_bytes(b"not a jpeg" * 20)
+    dataset = create_dataset("imagefolder", str(tmp_path), "train", 5, image_size=16, shuffle=False)
+    with pytest.raises(RuntimeError) as err:
+        for _ in dataset.create_tuple_iterator(num_epochs=1):
+            pass
+    msg = user_message(err.value)
+    assert msg and msg.startswith(f"{bad}: ") and "\n" not in msg and "remove or replace it" in msg
+
+
+def test_user_error_raised_in_a_pipeline_worker_comes_back_as_one_line():
+    import mindspore.dataset as ds
+
+    class Source:
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            if index == 2:
+                raise DataError("sample 2 is broken: fix the file")
+            return (np.zeros(3, np.float32),)
+
+    dataset = ds.GeneratorDataset(Source(), ["x"], shuffle=False, num_parallel_workers=2).batch(2)
+    with pytest.raises(RuntimeError) as err:
+        for _ in dataset.create_tuple_iterator(num_epochs=1):
+            pass
+    assert user_message(err.value) == "sample 2 is broken: fix the file"
+
+
+def test_bugs_keep_their_traceback():
+    assert user_message(KeyError("x")) is None and user_message(RuntimeError("kernel crashed")) is None
+    assert user_message(OSError(5, "Input/output error")) is None  # EIO: the machine, not the user
+
+    @exit_on_user_error
+    def buggy():
+        raise TypeError("a bug")
+
+    with pytest.raises(TypeError):
+        buggy()
+
+
+# --------------------------------------------------------------------------- read-only / full output
+@contextlib.contextmanager
+def mounted_tmpfs(path, options):
+    """A tmpfs at ``path`` (root only); skips the test when it cannot be mounted."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a tmpfs (a small or read-only file system)")
+    os.makedirs(path, exist_ok=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        yield str(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+@contextlib.contextmanager
+def read_only_folder(path):
+    """A read-only folder: chmod 555 for a normal user; root ignores modes, so a read-only tmpfs."""
+    if os.geteuid() != 0:
+        os.makedirs(path, exist_ok=True)
+        os.chmod(path, 0o555)
+        try:
+            yield str(path)
+        finally:
+            os.chmod(path, 0o755)
+    else:
+        with mounted_tmpfs(path, "size=1m,ro") as folder:
+            yield folder
+
+
+def no_tmp_left(folder):
+    found = [os.path.join(d, f) for d, _, files in os.walk(folder) for f in files if ".tmp" in f]
+    assert not found, found
+
+
+def test_export_to_a_read_only_folder(tmp_path, checkpoints):
+    with read_only_folder(tmp_path / "ro") as folder:
+        res = run_entry("export.py", "--ckpt_file", checkpoints["cifar"], "--file_name",
+                        os.path.join(folder, "net"))
+        assert_one_line(res, folder, "read-only file system" if os.geteuid() == 0 else "permission denied")
+        no_tmp_left(folder)
+
+
+def test_export_to_a_full_disk_leaves_nothing(tmp_path, checkpoints):
+    with mounted_tmpfs(tmp_path / "full", "size=64k") as folder:
+        res = run_entry("export.py", "--ckpt_file", checkpoints["cifar"], "--file_name",
+                        os.path.join(folder, "net"))
+        assert_one_line(res, os.path.join(folder, "net.mindir"), "no space left on the device")
+        assert os.listdir(folder) == []
+
+
+def test_training_output_on_a_read_only_folder(cifar_dir, tmp_path):
+    with read_only_folder(tmp_path / "ro") as folder:
+        res = run_entry("train.py", "--data_path", cifar_dir, "--output_dir", os.path.join(folder, "run"),
+                        "--batch_size", "16")
+        assert_one_line(res, folder)
+
+
+def test_writers_name_the_file_and_leave_nothing_on_a_full_disk(tmp_path):
+    with mounted_tmpfs(tmp_path / "full", "size=64k") as folder:
+        path = os.path.join(folder, "metrics.json")
+        with pytest.raises(UserError, match=f"{path}: no space left on the device"):
+            atomic_write_text(path, "x" * 200_000)
+        assert os.listdir(folder) == []
+        out = os.path.join(folder, "out.bin")
+        with pytest.raises(UserError, match=f"{out}: cannot be written .*check the free space"):
+            with writing(out, partial=[out]):
+                np.zeros(100_000).tofile(out)  # numpy: an OSError without errno
+        assert os.listdir(folder) == []
