@@ -286,11 +286,12 @@ def parse_cli(argv):
     return overrides, want_help
 
 
-def _format_help(path, values, helps, choices):
+def _format_help(path, values, helps, choices, ranges):
     lines = [f"usage: python {os.path.basename(sys.argv[0])} --config_path FILE [--key value ...]",
              f"config file: {path}", "", "options (default from the config file):"]
     for key in sorted(values):
         extra = f" choices: {choices[key]}." if key in choices else ""
+        extra += f" (range: {ranges[key]})" if key in ranges else ""
         lines.append(f"  --{key} {values[key]!r}\n      {helps.get(key, '')}{extra}")
     return "\n".join(lines)
 
@@ -316,7 +317,7 @@ def get_config(argv=None, default_config=None, script_defaults=None, script_help
         values[key] = _check_type(key, value, values[key], "script default") if key in values else value
     helps = {**helps, **(script_helps or {})}
     if want_help:
-        print(_format_help(path, values, helps, choices))
+        print(_format_help(path, values, helps, choices, layers["ranges"]))
         sys.exit(0)
     for key, raw in overrides.items():
         if key not in values:
