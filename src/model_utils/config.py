@@ -31,6 +31,7 @@ Nothing here reads ``sys.argv`` at import time: entry scripts call :func:`get_co
 """
 import ast
 import difflib
+import math
 import os
 import re
 import sys
@@ -75,6 +76,8 @@ def _read_yaml_docs(path):
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else "syntax error"
         raise ConfigError(f"{path} is not valid YAML: {first}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a UTF-8 text file: pass a YAML config") from None
     if len(docs) > len(DOCUMENTS):
         raise ConfigError(f"{path} has {len(docs)} YAML documents; at most {len(DOCUMENTS)}: "
                           "values, help strings, choices, ranges")
@@ -200,7 +203,7 @@ def check_ranges(values, ranges):
         for item in items:
             if isinstance(item, bool) or not isinstance(item, (int, float)):
                 continue
-            if not all(clause(item, values) for clause in clauses):
+            if not math.isfinite(item) or not all(clause(item, values) for clause in clauses):
                 refs = [m.group(1) for m in (_MULTIPLE.match(t.strip()) for t in spec.split(" and "))
                         if m and m.group(1) in values]
                 refs_text = "".join(f", {r} = {values[r]!r}" for r in refs)

@@ -43,6 +43,8 @@ _OS_FIXES = {
     errno.ENOENT: ("not found", "check the path"),
     errno.ENOTDIR: ("not a directory", "check the path"),
     errno.EISDIR: ("is a directory, expected a file", "pass a file"),
+    errno.EEXIST: ("a file is in the way", "remove it or pass another folder"),
+    errno.ELOOP: ("too many levels of symbolic links", "fix the link"),
     errno.EACCES: ("permission denied", "fix the permissions or use another folder"),
     errno.EPERM: ("operation not permitted", "fix the permissions or use another folder"),
     errno.EROFS: ("read-only file system", "write the outputs to a writable folder "
