@@ -141,6 +141,20 @@ def test_ranges_are_checked_after_the_command_line(tmp_path):
     assert get_config(["--config_path", MMNIST_CPU, "--image_size", "30", "--patch_size", "5"]).image_size == 30
 
 
+@pytest.mark.parametrize("text, words", [("lr: .inf\n", "'lr' must be > 0, got inf"),
+                                         ("lr: .nan\n", "'lr' must be > 0, got nan")])
+def test_non_finite_numbers_are_refused(tmp_path, text, words):
+    with pytest.raises(ConfigError, match=words):
+        get_config(["--config_path", child_config(tmp_path, text)])
+
+
+def test_non_utf8_yaml(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("lr: 0.1 # d\xe9faut\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not a UTF-8 text file"):
+        get_config(["--config_path", str(path)])
+
+
 def test_negative_batch_size_through_train_py():
     assert_one_line(run_entry("train.py", "--batch_size", "-1"), "'batch_size' must be >= 1, got -1")
 
@@ -286,6 +300,16 @@ def test_user_error_raised_in_a_pipeline_worker_comes_back_as_one_line():
         for _ in dataset.create_tuple_iterator(num_epochs=1):
             pass
     assert user_message(err.value) == "sample 2 is broken: fix the file"
+
+
+def test_environment_errors_are_one_line(cifar_dir, tmp_path):
+    assert user_message(FileExistsError(17, "File exists", "/x/out")) == \
+        "/x/out: a file is in the way (EEXIST): remove it or pass another folder"
+    assert "/x: read-only file system (EROFS)" in user_message(OSError(30, "Read-only file system", "/x"))
+    assert user_message(FileNotFoundError("no data here: pass --data_path")) == "no data here: pass --data_path"
+    res = run_entry("train.py", "--data_path", cifar_dir, "--output_dir", tmp_path / "out",
+                    "--run_distribute", "true")
+    assert_one_line(res, "run_distribute needs a launcher")
 
 
 def test_bugs_keep_their_traceback():
