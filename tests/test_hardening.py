@@ -395,3 +395,157 @@ def test_writers_name_the_file_and_leave_nothing_on_a_full_disk(tmp_path):
             with writing(out, partial=[out]):
                 np.zeros(100_000).tofile(out)  # numpy: an OSError without errno
         assert os.listdir(folder) == []
+
+
+# --------------------------------------------------------------------------- checkpoints: CRC
+def tiny_checkpoint(path, crc=True, **meta):
+    """A Tiny-DarkNet checkpoint of a fresh network (with or without MindSpore's CRC32)."""
+    import mindspore as ms
+    from src.checkpoint import save_checkpoint_atomic
+    from src.models import create_model_from_config
+    net = create_model_from_config(get_config(["--config_path", CIFAR_CPU]))
+    append = dict({"model_name": "tinydarknet"}, **meta)
+    if crc:
+        save_checkpoint_atomic(net, str(path), append_dict=append)
+    else:
+        ms.save_checkpoint(net, str(path), append_dict=append)
+    return str(path)
+
+
+def flip_byte(path, offset):
+    data = bytearray(open(path, "rb").read())
+    data[offset] ^= 0x10
+    os.chmod(path, 0o644)  # MindSpore saves checkpoints read-only
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def test_crc_is_saved_and_a_flipped_bit_is_refused(tmp_path, capfd):
+    from src.checkpoint import crc_status, read_checkpoint
+    path = tiny_checkpoint(tmp_path / "a.ckpt")
+    assert crc_status(path) == "ok" and "model_name" in read_checkpoint(path)
+    assert not [f for f in os.listdir(tmp_path) if ".tmp" in f]
+    flip_byte(path, os.path.getsize(path) // 2)  # inside a weight: the protobuf still parses
+    assert crc_status(path) == "bad"
+    with pytest.raises(UserError, match="is corrupt: its content does not match the CRC32"):
+        read_checkpoint(path)
+    res = run_entry("eval.py", "--ckpt_file", path)
+    assert_one_line(res, path, "is corrupt")
+    # a checkpoint written without a CRC (an older run) still loads, without a warning
+    old = tiny_checkpoint(tmp_path / "old.ckpt", crc=False)
+    capfd.readouterr()
+    assert crc_status(old) == "none" and "model_name" in read_checkpoint(old)
+    assert "crc" not in capfd.readouterr().err.lower()
+
+
+# --------------------------------------------------------------------------- resume
+def cifar_args(cifar_dir, out, *extra):
+    return ["--config_path", CIFAR_CPU, "--data_path", cifar_dir, "--output_dir", str(out),
+            "--batch_size", "16", "--augment", "false", "--warmup_epochs", "0", "--lr", "0.05",
+            "--log_interval", "0", "--progress_bar", "off", *map(str, extra)]
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory):
+    """A 2-epoch Tiny-DarkNet run (6 steps per epoch) on a tiny CIFAR-10 set."""
+    from conftest import write_cifar10_bin as write
+    from src.trainer import train
+    root = tmp_path_factory.mktemp("resume")
+    data = root / "cifar"
+    write(str(data / "data_batch_1.bin"), 96, seed=1)
+    write(str(data / "test_batch.bin"), 40, seed=2)
+    train(get_config(cifar_args(str(data), root / "run", "--epoch_size", 2)))
+    ckpts = root / "run" / "checkpoints"
+    return {"data": str(data), "run": root / "run", "epoch1": str(ckpts / "tinydarknet-1_6.ckpt"),
+            "epoch2": str(ckpts / "tinydarknet-2_6.ckpt")}
+
+
+def test_saved_checkpoints_carry_crc_and_optimizer(two_epochs):
+    from src.checkpoint import crc_status, read_checkpoint, stored_meta
+    assert crc_status(two_epochs["epoch1"]) == "ok"
+    meta = stored_meta(read_checkpoint(two_epochs["epoch1"]))
+    assert meta["model_name"] == "tinydarknet" and meta["optimizer"] == "momentum"
+
+
+def test_resume_with_another_model_names_the_model_first(two_epochs, tmp_path):
+    # epoch_size 1: "already finished epoch 1" would be true too, but the model comes first
+    res = run_entry("train.py", "--config_path", MMNIST_CPU, *TINY_CONVLSTM, "--data_path", tmp_path,
+                    "--output_dir", tmp_path / "out", "--epoch_size", "1", "--resume", two_epochs["epoch1"])
+    assert_one_line(res, "holds a tinydarknet model but the config builds convlstm")
+
+
+def test_resume_with_other_shapes_is_one_line(mmnist_dir, tmp_path):
+    import mindspore as ms
+    from src.checkpoint import save_checkpoint_atomic
+    from src.models import create_model_from_config
+    net = create_model_from_config(get_config(["--config_path", MMNIST_CPU] + TINY_CONVLSTM))
+    ckpt = save_checkpoint_atomic(net, str(tmp_path / "convlstm-1_2.ckpt"),
+                                  append_dict={"model_name": "convlstm", "epoch_num": ms.Tensor(1)})
+    other = TINY_CONVLSTM[:3] + ["4,8"] + TINY_CONVLSTM[4:]  # hidden_channels 4,4 -> 4,8
+    res = run_entry("train.py", "--config_path", MMNIST_CPU, *other, "--data_path", mmnist_dir,
+                    "--output_dir", tmp_path / "out", "--epoch_size", "1", "--resume", ckpt)
+    line = assert_one_line(res, "does not fit the network of mmnist_config_cpu.yaml", "shape (", "hidden_channels")
+    assert "already finished" not in line and not (tmp_path / "out").exists()
+
+
+def test_kill_and_resume_keeps_each_step_once_and_removes_orphans(two_epochs, tmp_path):
+    """A run killed during epoch 2 (its history holds half of epoch 2, a cut line, a temporary
+    checkpoint) resumes from epoch 1: every step is in the history once, the .tmp files are gone."""
+    import shutil
+    from src.checkpoint import latest_checkpoint
+    from src.trainer import train
+    run = tmp_path / "run"
+    shutil.copytree(two_epochs["run"], run)
+    history = run / "loss_history.jsonl"
+    lines = history.read_text().splitlines(keepends=True)
+    assert len(lines) == 12
+    history.write_text("".join(lines[:9]) + '{"epoch": 2, "step": 4, "glo')  # killed mid-write
+    ckpts = run / "checkpoints"
+    os.remove(ckpts / "tinydarknet-2_6.ckpt")
+    for orphan in ("tinydarknet-2_6.tmp", "converted.ckpt.tmp.ckpt"):
+        (ckpts / orphan).write_bytes(b"half a checkpoint")
+        os.utime(ckpts / orphan)  # the newest files of the folder
+    assert latest_checkpoint(str(ckpts)).endswith("tinydarknet-1_6.ckpt")
+    train(get_config(cifar_args(two_epochs["data"], run, "--epoch_size", 2, "--resume",
+                                ckpts / "tinydarknet-1_6.ckpt")))
+    import json
+    records = [json.loads(l) for l in history.read_text().splitlines()]
+    assert [r["global_step"] for r in records] == list(range(1, 13))
+    assert not [f for f in os.listdir(ckpts) if ".tmp" in f]
+
+
+def test_resume_with_another_batch_size_remaps_the_schedule(two_epochs, tmp_path, capsys):
+    import json
+    import mindspore as ms
+    from src.lr_scheduler import create_lr
+    from src.trainer import train
+    cfg = get_config(cifar_args(two_epochs["data"], tmp_path / "run", "--epoch_size", 3, "--batch_size", 32,
+                                "--lr_scheduler", "cosine", "--resume", two_epochs["epoch2"]))
+    train(cfg)
+    out = capsys.readouterr().out
+    assert "was saved at step 12" in out and "continues at step 6" in out
+    last = ms.load_checkpoint(str(tmp_path / "run" / "checkpoints" / "tinydarknet-3_3.ckpt"))
+    assert int(last["global_step"].asnumpy().reshape(-1)[0]) == 9  # 3 epochs x 3 steps
+    lrs = [json.loads(l)["lr"] for l in open(tmp_path / "run" / "loss_history.jsonl")]
+    expected = create_lr("cosine", 0.05, 3, 3)[6:9]  # epoch 3 of the new schedule, not steps 12..
+    np.testing.assert_allclose(lrs, expected, rtol=1e-6)
+
+
+def test_resume_with_another_optimizer_warns_in_one_line(two_epochs, tmp_path, capsys):
+    import mindspore as ms
+    from src.trainer import train
+    train(get_config(cifar_args(two_epochs["data"], tmp_path / "run", "--epoch_size", 2, "--optimizer",
+                                "adam", "--lr", "0.001", "--resume", two_epochs["epoch1"])))
+    warnings = [l for l in capsys.readouterr().out.splitlines() if l.startswith("warning:")]
+    assert len(warnings) == 1 and "holds no adam state (trained with momentum)" in warnings[0]
+    last = ms.load_checkpoint(str(tmp_path / "run" / "checkpoints" / "tinydarknet-2_6.ckpt"))
+    assert int(last["global_step"].asnumpy().reshape(-1)[0]) == 12  # the schedule went on at step 6
+
+
+def test_full_disk_while_saving_a_checkpoint(two_epochs, tmp_path):
+    with mounted_tmpfs(tmp_path / "full", "size=1m") as folder:
+        res = run_entry("train.py", *cifar_args(two_epochs["data"], os.path.join(folder, "run"),
+                                                "--epoch_size", 1))
+        assert_one_line(res, "saving a checkpoint failed", "no space left on the device")
+        no_tmp_left(folder)
+        assert not [f for f in os.listdir(os.path.join(folder, "run", "checkpoints")) if f.endswith(".ckpt")]
