@@ -161,12 +161,14 @@ def writing(path, partial=()):
 
 
 def atomic_write_text(path, text):
-    """Write ``text`` to ``path`` through ``path + '.tmp'`` and a rename: readers never see a
-    half-written file, and a failed write leaves neither the temporary nor a partial file."""
+    """Write ``text`` (str, UTF-8; or bytes) to ``path`` through ``path + '.tmp'`` and a rename:
+    readers never see a half-written file, and a failed write leaves neither the temporary nor a
+    partial file."""
     tmp = path + ".tmp"
+    data = text.encode("utf-8") if isinstance(text, str) else text
     with writing(path, partial=[tmp]):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
