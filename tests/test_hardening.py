@@ -132,6 +132,20 @@ def test_values_outside_their_range_are_refused(config, key, value, allowed):
     assert "\n" not in msg and f"'{key}' must be {allowed}" in msg and f"--{key}" in msg, msg
 
 
+def test_every_numeric_key_of_every_config_has_a_range():
+    import glob
+    from src.model_utils.config import load_layers
+
+    def numeric(v):
+        if isinstance(v, list):
+            return bool(v) and all(numeric(i) for i in v)
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    for path in glob.glob(os.path.join(ROOT, "config", "*.yaml")):
+        layers = load_layers(path)
+        assert not [k for k, v in layers["values"].items() if numeric(v) and k not in layers["ranges"]], path
+
+
 def test_ranges_are_checked_after_the_command_line(tmp_path):
     path = child_config(tmp_path, "lr: -1.0\n")
     with pytest.raises(ConfigError, match="'lr' must be > 0, got -1.0"):
@@ -431,6 +445,10 @@ def test_crc_is_saved_and_a_flipped_bit_is_refused(tmp_path, capfd):
         read_checkpoint(path)
     res = run_entry("eval.py", "--ckpt_file", path)
     assert_one_line(res, path, "is corrupt")
+    cut_copy = tmp_path / "cut.ckpt"
+    cut_copy.write_bytes(open(tiny_checkpoint(tmp_path / "b.ckpt"), "rb").read()[:5000])  # copy interrupted
+    with pytest.raises(UserError, match="is not a MindSpore checkpoint"):
+        read_checkpoint(str(cut_copy))
     # a checkpoint written without a CRC (an older run) still loads, without a warning
     old = tiny_checkpoint(tmp_path / "old.ckpt", crc=False)
     capfd.readouterr()
