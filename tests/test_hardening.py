@@ -115,6 +115,7 @@ def test_saved_config_is_itself_a_valid_config(tmp_path):
     (CIFAR_CPU, "keep_checkpoint_max", "0", ">= 1"),
     (CIFAR_CPU, "loss_scale", "0.5", ">= 1"),
     (CIFAR_CPU, "num_parallel_workers", "-1", ">= 0"),
+    (CIFAR_CPU, "seed", "4294967296", "[0, 4294967295]"),
     (CIFAR_CPU, "num_classes", "0", ">= 1"),
     (CIFAR_CPU, "image_size", "8", ">= 16"),
     (IMAGENET_CPU, "min_crop_scale", "0", "(0, 1]"),
@@ -463,16 +464,23 @@ def cifar_args(cifar_dir, out, *extra):
             "--log_interval", "0", "--progress_bar", "off", *map(str, extra)]
 
 
+def train_cli(args):
+    """train.py in a subprocess (training in this process would fix MindSpore's data seed for
+    the tests that run after this file); returns its stdout."""
+    res = run_entry("train.py", *args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
 @pytest.fixture(scope="module")
 def two_epochs(tmp_path_factory):
     """A 2-epoch Tiny-DarkNet run (6 steps per epoch) on a tiny CIFAR-10 set."""
     from conftest import write_cifar10_bin as write
-    from src.trainer import train
     root = tmp_path_factory.mktemp("resume")
     data = root / "cifar"
     write(str(data / "data_batch_1.bin"), 96, seed=1)
     write(str(data / "test_batch.bin"), 40, seed=2)
-    train(get_config(cifar_args(str(data), root / "run", "--epoch_size", 2)))
+    train_cli(cifar_args(str(data), root / "run", "--epoch_size", 2))
     ckpts = root / "run" / "checkpoints"
     return {"data": str(data), "run": root / "run", "epoch1": str(ckpts / "tinydarknet-1_6.ckpt"),
             "epoch2": str(ckpts / "tinydarknet-2_6.ckpt")}
@@ -509,9 +517,9 @@ def test_resume_with_other_shapes_is_one_line(mmnist_dir, tmp_path):
 def test_kill_and_resume_keeps_each_step_once_and_removes_orphans(two_epochs, tmp_path):
     """A run killed during epoch 2 (its history holds half of epoch 2, a cut line, a temporary
     checkpoint) resumes from epoch 1: every step is in the history once, the .tmp files are gone."""
+    import json
     import shutil
     from src.checkpoint import latest_checkpoint
-    from src.trainer import train
     run = tmp_path / "run"
     shutil.copytree(two_epochs["run"], run)
     history = run / "loss_history.jsonl"
@@ -524,23 +532,20 @@ def test_kill_and_resume_keeps_each_step_once_and_removes_orphans(two_epochs, tm
         (ckpts / orphan).write_bytes(b"half a checkpoint")
         os.utime(ckpts / orphan)  # the newest files of the folder
     assert latest_checkpoint(str(ckpts)).endswith("tinydarknet-1_6.ckpt")
-    train(get_config(cifar_args(two_epochs["data"], run, "--epoch_size", 2, "--resume",
-                                ckpts / "tinydarknet-1_6.ckpt")))
-    import json
+    out = train_cli(cifar_args(two_epochs["data"], run, "--epoch_size", 2, "--resume",
+                               ckpts / "tinydarknet-1_6.ckpt"))
+    assert "removed 2 unfinished checkpoint file(s)" in out and "dropped 4 records after epoch 1" in out
     records = [json.loads(l) for l in history.read_text().splitlines()]
     assert [r["global_step"] for r in records] == list(range(1, 13))
     assert not [f for f in os.listdir(ckpts) if ".tmp" in f]
 
 
-def test_resume_with_another_batch_size_remaps_the_schedule(two_epochs, tmp_path, capsys):
+def test_resume_with_another_batch_size_remaps_the_schedule(two_epochs, tmp_path):
     import json
     import mindspore as ms
     from src.lr_scheduler import create_lr
-    from src.trainer import train
-    cfg = get_config(cifar_args(two_epochs["data"], tmp_path / "run", "--epoch_size", 3, "--batch_size", 32,
-                                "--lr_scheduler", "cosine", "--resume", two_epochs["epoch2"]))
-    train(cfg)
-    out = capsys.readouterr().out
+    out = train_cli(cifar_args(two_epochs["data"], tmp_path / "run", "--epoch_size", 3, "--batch_size", 32,
+                               "--lr_scheduler", "cosine", "--resume", two_epochs["epoch2"]))
     assert "was saved at step 12" in out and "continues at step 6" in out
     last = ms.load_checkpoint(str(tmp_path / "run" / "checkpoints" / "tinydarknet-3_3.ckpt"))
     assert int(last["global_step"].asnumpy().reshape(-1)[0]) == 9  # 3 epochs x 3 steps
@@ -549,12 +554,11 @@ def test_resume_with_another_batch_size_remaps_the_schedule(two_epochs, tmp_path
     np.testing.assert_allclose(lrs, expected, rtol=1e-6)
 
 
-def test_resume_with_another_optimizer_warns_in_one_line(two_epochs, tmp_path, capsys):
+def test_resume_with_another_optimizer_warns_in_one_line(two_epochs, tmp_path):
     import mindspore as ms
-    from src.trainer import train
-    train(get_config(cifar_args(two_epochs["data"], tmp_path / "run", "--epoch_size", 2, "--optimizer",
-                                "adam", "--lr", "0.001", "--resume", two_epochs["epoch1"])))
-    warnings = [l for l in capsys.readouterr().out.splitlines() if l.startswith("warning:")]
+    out = train_cli(cifar_args(two_epochs["data"], tmp_path / "run", "--epoch_size", 2, "--optimizer",
+                               "adam", "--lr", "0.001", "--resume", two_epochs["epoch1"]))
+    warnings = [l for l in out.splitlines() if l.startswith("warning:")]
     assert len(warnings) == 1 and "holds no adam state (trained with momentum)" in warnings[0]
     last = ms.load_checkpoint(str(tmp_path / "run" / "checkpoints" / "tinydarknet-2_6.ckpt"))
     assert int(last["global_step"].asnumpy().reshape(-1)[0]) == 12  # the schedule went on at step 6
