@@ -8,15 +8,15 @@
 #     extra arguments) are resolved against the directory you call the launcher from;
 #   * the config and the extra `--key value` arguments are checked by the repo's own config parser
 #     before anything starts (unknown key, wrong type -> one line, exit 2);
-#   * every bad argument is one line `error: ...` on stderr and exit status 2 (as the Python entry
-#     scripts); a run that fails exits with the status of its Python process;
 #   * a relative output_dir in the config is relative to the repository root (as when running
 #     `python train.py` from there); logs go to <output_dir>/logs/<launcher>/... unless RUN_DIR is
 #     set; each process runs inside its own log folder (Ascend writes kernel_meta/ etc. there);
 #   * extra `--key value` arguments are passed through to train.py / eval.py after the launcher's
 #     own ones, so they win;
 #   * environment knobs: DRY_RUN=1 prints the commands instead of running them (nothing is created);
-#     RUN_DIR=<folder> sets the log folder; PYTHON=<interpreter> (default: python on PATH).
+#     RUN_DIR=<folder> sets the log folder; PYTHON=<interpreter> (default: python on PATH);
+#   * exit status: 2 for a usage or input error (one line on stderr, nothing started; the same
+#     status as train.py / eval.py give for bad input), 1 when the started run itself failed.
 
 set -euo pipefail
 
@@ -28,40 +28,28 @@ PATH_KEYS=" data_path eval_data_path output_dir resume pre_trained ckpt_file res
 EXTRA_ARGS=()
 LAUNCHED_PIDS=()
 
+# die MESSAGE: a usage or input error, found before anything started: one line, exit 2
 die() {
     echo "error: $*" >&2
     exit 2
 }
 
-# usage "<usage line>" "<more text>": with USAGE_STATUS=0 (-h/--help) print both to stdout and
-# exit 0; otherwise (missing arguments) one line on stderr and exit 2
+# run_failed MESSAGE: the started training / evaluation failed: one line, exit 1
+run_failed() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+# usage "<usage line>" "<more text>": print to stderr and exit 2 (exit 0 for -h/--help)
 usage() {
     if [ "${USAGE_STATUS:-1}" = 0 ]; then
         echo "usage: $1"
         [ $# -lt 2 ] || echo "$2"
         exit 0
     fi
-    die "missing arguments; usage: $1 (--help explains them)"
-}
-
-# bad_arg "<usage line>" "<what is wrong>": one line on stderr, exit 2
-bad_arg() {
-    die "$2 (usage: $1)"
-}
-
-# run_failed WHAT STATUS LOG: a Python run that failed. A user error (status 2) already printed
-# its one line `error: ...` (also in LOG): repeat that line; a crash points to the log.
-run_failed() {
-    local last=""
-    if [ "$2" -eq 2 ] && [ -f "$3" ]; then
-        last="$(grep '^error: ' "$3" | tail -n 1 || true)"
-    fi
-    if [ -n "$last" ]; then
-        echo "error: $1 failed: ${last#error: } (log: $3)" >&2
-    else
-        echo "error: $1 failed (exit status $2): see $3" >&2
-    fi
-    exit "$2"
+    echo "usage: $1" >&2
+    [ $# -lt 2 ] || echo "$2" >&2
+    exit 2
 }
 
 # wants_help "$@": true when the first argument is -h or --help
@@ -162,13 +150,16 @@ PY
     ) || exit 2
 }
 
-# check_run NAME ARGS...: check the arguments (see config_output_dir); sets OUTPUT_DIR and LOG_DIR
-# (RUN_DIR when set, else <output_dir>/logs/NAME).
+# check_run NAME ARGS...: check the arguments (see config_output_dir); sets OUTPUT_DIR, LOG_DIR
+# (RUN_DIR when set, else <output_dir>/logs/NAME) and RUN_ARGS = ARGS + --output_dir OUTPUT_DIR:
+# the processes run inside LOG_DIR, where a relative output_dir of the config would land
+# otherwise, so they get the absolute one the launcher reports.
 check_run() {
     local name="$1"
     shift
     need_python
     OUTPUT_DIR="$(config_output_dir "$@")"
+    RUN_ARGS=("$@" --output_dir "$OUTPUT_DIR")
     if [ -n "${RUN_DIR:-}" ]; then
         LOG_DIR="$(abs_path "$RUN_DIR")"
     else
@@ -246,7 +237,7 @@ train_one_main() {
     take_config_and_data "$1" "$2"
     shift 2
     if [ "$target" != CPU ] && [ $# -gt 0 ] && [[ "$1" != --* ]]; then
-        is_uint "$1" || bad_arg "$line" "DEVICE_ID must be a device number, got '$1'"
+        is_uint "$1" || usage "$line" "DEVICE_ID must be a device number, got '$1'"
         device_id="$1"
         shift
     fi
@@ -259,14 +250,14 @@ train_one_main() {
     local log="$LOG_DIR/log.txt"
     if [ "$target" = CPU ]; then
         local status=0
-        launch fg "$LOG_DIR" "$log" "$PYTHON" "$REPO_ROOT/train.py" "${args[@]}" || status=$?
+        launch fg "$LOG_DIR" "$log" "$PYTHON" "$REPO_ROOT/train.py" "${RUN_ARGS[@]}" || status=$?
         is_dry_run && return 0
-        [ "$status" -eq 0 ] || run_failed training "$status" "$log"
+        [ "$status" -eq 0 ] || run_failed "training failed (exit status $status): see $log"
         echo "log: $log"
         echo "checkpoints, config.yaml and loss_history.jsonl: $OUTPUT_DIR"
     else
         launch bg "$LOG_DIR" "$log" env DEVICE_ID="$device_id" RANK_ID=0 RANK_SIZE=1 \
-            "$PYTHON" "$REPO_ROOT/train.py" "${args[@]}"
+            "$PYTHON" "$REPO_ROOT/train.py" "${RUN_ARGS[@]}"
         is_dry_run && return 0
         echo "training started in the background (pid ${LAUNCHED_PIDS[*]}) on $target device $device_id"
         echo "log: $log   (follow it with: tail -f $log)"
@@ -296,7 +287,7 @@ eval_main() {
     need_path "checkpoint" "$ckpt"
     shift 3
     if [ "$target" != CPU ] && [ $# -gt 0 ] && [[ "$1" != --* ]]; then
-        is_uint "$1" || bad_arg "$line" "DEVICE_ID must be a device number, got '$1'"
+        is_uint "$1" || usage "$line" "DEVICE_ID must be a device number, got '$1'"
         device_id="$1"
         shift
     fi
@@ -308,10 +299,10 @@ eval_main() {
     check_run "$name" "${args[@]}"
     dry_run_banner
     local log="$LOG_DIR/log.txt" status=0
-    local cmd=("$PYTHON" "$REPO_ROOT/eval.py" "${args[@]}")
+    local cmd=("$PYTHON" "$REPO_ROOT/eval.py" "${RUN_ARGS[@]}")
     [ "$target" = CPU ] || cmd=(env DEVICE_ID="$device_id" RANK_ID=0 RANK_SIZE=1 "${cmd[@]}")
     launch fg "$LOG_DIR" "$log" "${cmd[@]}" || status=$?
     is_dry_run && return 0
-    [ "$status" -eq 0 ] || run_failed evaluation "$status" "$log"
+    [ "$status" -eq 0 ] || run_failed "evaluation failed (exit status $status): see $log"
     echo "log: $log"
 }

@@ -19,7 +19,7 @@ MORE="Data-parallel training on RANK_SIZE GPUs of this host with mpirun (OpenMPI
 if wants_help "$@"; then USAGE_STATUS=0 usage "$LINE" "$MORE"; fi
 [ $# -ge 3 ] || usage "$LINE" "$MORE"
 RANK_SIZE="$1"
-{ is_uint "$RANK_SIZE" && [ "$RANK_SIZE" -ge 1 ]; } || bad_arg "$LINE" "RANK_SIZE must be a positive number of GPUs, got '$RANK_SIZE'"
+{ is_uint "$RANK_SIZE" && [ "$RANK_SIZE" -ge 1 ]; } || usage "$LINE" "RANK_SIZE must be a positive number of GPUs, got '$RANK_SIZE'"
 MPIRUN="${MPIRUN:-mpirun}"
 if ! command -v "$MPIRUN" >/dev/null 2>&1 && ! is_dry_run; then
     die "'$MPIRUN' not found: install OpenMPI (e.g. apt-get install openmpi-bin) or use scripts/run_distribute_train_msrun.sh GPU $RANK_SIZE CONFIG_PATH DATA_PATH"
@@ -35,7 +35,7 @@ dry_run_banner
 
 launch bg "$LOG_DIR" "$LOG_DIR/log.txt" \
     "$MPIRUN" -n "$RANK_SIZE" --allow-run-as-root --output-filename "$LOG_DIR/mpi_log" \
-    --merge-stderr-to-stdout "$PYTHON" "$REPO_ROOT/train.py" "${ARGS[@]}"
+    --merge-stderr-to-stdout "$PYTHON" "$REPO_ROOT/train.py" "${RUN_ARGS[@]}"
 is_dry_run && exit 0
 echo "mpirun started in the background (pid ${LAUNCHED_PIDS[*]}) with $RANK_SIZE rank(s)"
 echo "logs: $LOG_DIR/log.txt (all ranks), $LOG_DIR/mpi_log/1/rank.N/stdout (one per rank)"

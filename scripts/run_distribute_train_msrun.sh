@@ -39,10 +39,10 @@ if wants_help "$@"; then USAGE_STATUS=0 usage "$LINE" "$MORE"; fi
 TARGET="$1"
 case "$TARGET" in
     CPU|GPU|Ascend) ;;
-    *) bad_arg "$LINE" "DEVICE_TARGET must be CPU, GPU or Ascend, got '$TARGET'" ;;
+    *) usage "$LINE" "DEVICE_TARGET must be CPU, GPU or Ascend, got '$TARGET'" ;;
 esac
 RANK_SIZE="$2"
-{ is_uint "$RANK_SIZE" && [ "$RANK_SIZE" -ge 1 ]; } || bad_arg "$LINE" "RANK_SIZE must be a positive number of processes, got '$RANK_SIZE'"
+{ is_uint "$RANK_SIZE" && [ "$RANK_SIZE" -ge 1 ]; } || usage "$LINE" "RANK_SIZE must be a positive number of processes, got '$RANK_SIZE'"
 MASTER_PORT="${MASTER_PORT:-8118}"
 { is_uint "$MASTER_PORT" && [ "$MASTER_PORT" -ge 1024 ] && [ "$MASTER_PORT" -le 65535 ]; } || \
     die "MASTER_PORT must be a port number in 1024..65535, got '$MASTER_PORT'"
@@ -78,8 +78,8 @@ STATUS=0
 launch fg "$LOG_DIR" "$LOG_DIR/msrun.log" env -u RANK_TABLE_FILE \
     "$MSRUN" --worker_num="$RANK_SIZE" --local_worker_num="$RANK_SIZE" --master_port="$MASTER_PORT" \
     --log_dir="$LOG_DIR" --join=True --cluster_time_out="$CLUSTER_TIME_OUT" --tail_worker_log=0 \
-    "$REPO_ROOT/train.py" "${ARGS[@]}" || STATUS=$?
+    "$REPO_ROOT/train.py" "${RUN_ARGS[@]}" || STATUS=$?
 is_dry_run && exit 0
 echo "logs: $LOG_DIR/worker_N.log (N = 0..$((RANK_SIZE - 1))), msrun: $LOG_DIR/scheduler.log"
-[ "$STATUS" -eq 0 ] || { echo "error: msrun ended with status $STATUS: see the worker logs above" >&2; exit "$STATUS"; }
+[ "$STATUS" -eq 0 ] || run_failed "msrun ended with status $STATUS: see the worker logs above"
 echo "checkpoints, config.yaml and loss_history.jsonl (rank 0 only): $OUTPUT_DIR"

@@ -17,23 +17,23 @@
 #      PYTHON       interpreter with MindSpore (default python3)
 #      MINDSPORE_PATH, BUILD_DIR, OUTPUT_DIR, CXX11_ABI  passed to ascend310_infer/build.sh; the
 #                   program run is ${OUTPUT_DIR:-ascend310_infer/out}/main
+#      DRY_RUN=1    check the arguments, then print each stage's command ("+ ...") and run none
 # Runs from any directory; writes preprocess_Result/, result_Files/, time_Result/, infer.log and
 # acc.log into the current directory. scripts/run_infer_cpu.sh sources this file with
 # RUN_INFER_DEVICE=CPU: the same stages with `python -m src.infer` instead of the C++ program.
+# Exit status: 2 for a usage or input error (nothing is run), 1 when a stage fails.
 set -u
 RUN_INFER_DEVICE="${RUN_INFER_DEVICE:-Ascend310}"
 
-# Usage: bash run_infer_310.sh MINDIR_PATH DATASET DATA_PATH [LABEL_FILE] [DEVICE_ID]
-#   DATASET: cifar10 | imagenet | moving_mnist; LABEL_FILE: imagenet label order (.ckpt or
-#   class-name list, '-' = folder names); DEVICE_ID default 0; env CONFIG_PATH overrides the config
-#   chosen by DATASET. Bad arguments: one line `error: ...` and exit status 2.
-USAGE="bash $(basename "$0") MINDIR_PATH DATASET DATA_PATH [LABEL_FILE] [DEVICE_ID]"
-fail() {  # one line, exit 2
-    echo "error: $*" >&2
-    exit 2
+usage() {
+    echo "Usage: bash $(basename "$0") MINDIR_PATH DATASET DATA_PATH [LABEL_FILE] [DEVICE_ID]" >&2
+    echo "  DATASET: cifar10 | imagenet | moving_mnist; LABEL_FILE: imagenet label order (.ckpt or" >&2
+    echo "  class-name list, '-' = folder names); DEVICE_ID default 0; env CONFIG_PATH overrides" >&2
+    echo "  the config chosen by DATASET" >&2
 }
 if [ $# -lt 3 ] || [ $# -gt 5 ]; then
-    fail "expected 3 to 5 arguments, got $#; usage: ${USAGE} (DATASET: cifar10 | imagenet | moving_mnist)"
+    usage
+    exit 2
 fi
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"  # also when sourced
@@ -54,18 +54,18 @@ case "${DATASET}" in
     cifar10) DEFAULT_CONFIG="${ROOT}/config/cifar10_config_cpu.yaml" ;;
     imagenet|imagefolder) DEFAULT_CONFIG="${ROOT}/config/imagenet_config_cpu.yaml" ;;
     moving_mnist|mmnist) DEFAULT_CONFIG="${ROOT}/config/mmnist_config_cpu.yaml" ;;
-    *) fail "DATASET must be cifar10, imagenet or moving_mnist, got '$2' (usage: ${USAGE})" ;;
+    *) echo "error: DATASET must be cifar10, imagenet or moving_mnist, got '$2'" >&2; usage; exit 2 ;;
 esac
 CONFIG="$(get_real_path "${CONFIG_PATH:-${DEFAULT_CONFIG}}")"
 
-if [ ! -f "${MINDIR_PATH}" ]; then fail "MINDIR_PATH ${MINDIR_PATH} is not a file"; fi
-if [ ! -e "${DATA_PATH}" ]; then fail "DATA_PATH ${DATA_PATH} does not exist"; fi
-if [ ! -f "${CONFIG}" ]; then fail "config ${CONFIG} not found (set CONFIG_PATH)"; fi
-if ! [[ "${DEVICE_ID}" =~ ^[0-9]+$ ]]; then fail "DEVICE_ID must be a number, got '${DEVICE_ID}'"; fi
+if [ ! -f "${MINDIR_PATH}" ]; then echo "error: MINDIR_PATH ${MINDIR_PATH} is not a file" >&2; exit 2; fi
+if [ ! -e "${DATA_PATH}" ]; then echo "error: DATA_PATH ${DATA_PATH} does not exist" >&2; exit 2; fi
+if [ ! -f "${CONFIG}" ]; then echo "error: config ${CONFIG} not found (set CONFIG_PATH)" >&2; exit 2; fi
+if ! [[ "${DEVICE_ID}" =~ ^[0-9]+$ ]]; then echo "error: DEVICE_ID must be a number, got '${DEVICE_ID}'" >&2; exit 2; fi
 CLASS_ARGS=()
 if [ "${LABEL_FILE}" != "-" ]; then
     LABEL_FILE="$(get_real_path "${LABEL_FILE}")"
-    if [ ! -f "${LABEL_FILE}" ]; then fail "LABEL_FILE ${LABEL_FILE} is not a file"; fi
+    if [ ! -f "${LABEL_FILE}" ]; then echo "error: LABEL_FILE ${LABEL_FILE} is not a file" >&2; exit 2; fi
     if [ "${DATASET}" == "imagenet" ] || [ "${DATASET}" == "imagefolder" ]; then
         CLASS_ARGS=(--class_names_file "${LABEL_FILE}")
     else
@@ -87,60 +87,86 @@ if [ "${RUN_INFER_DEVICE}" != "CPU" ] && [ -d "${ASCEND_HOME}/ascend-toolkit" ];
 fi
 export PYTHONPATH="${ROOT}:${PYTHONPATH:-}"
 
-# stage_failed WHAT STATUS LOG: a stage that failed. A user error (status 2) is its own one line
-# `error: ...` (found in LOG) repeated on stderr; a crash shows the end of LOG. Exits with STATUS.
-stage_failed() {
-    local last=""
-    if [ "$2" -eq 2 ] && [ -f "$3" ]; then last="$(grep '^error: ' "$3" | tail -n 1)"; fi
-    if [ -n "${last}" ]; then
-        echo "error: $1 failed: ${last#error: } (log: $(pwd)/$3)" >&2
-    else
-        echo "error: $1 failed (exit status $2), see $(pwd)/$3" >&2
-        tail -n 3 "$3" >&2
-    fi
-    exit "$2"
+is_dry_run() {
+    [ -n "${DRY_RUN:-}" ] && [ "${DRY_RUN}" != "0" ]
+}
+
+# show CMD...: print the command as one shell-quoted line ("+ ..."), what DRY_RUN shows
+show() {
+    local out="+" a
+    for a in "$@"; do out+=" $(printf '%q' "$a")"; done
+    echo "$out"
 }
 
 compile_app() {
     echo "building ascend310_infer ..."
-    PYTHON="${PYTHON}" bash "${ROOT}/ascend310_infer/build.sh" &> build.log || stage_failed "building ascend310_infer" $? build.log
+    show env PYTHON="${PYTHON}" bash "${ROOT}/ascend310_infer/build.sh"
+    is_dry_run && return 0
+    if ! PYTHON="${PYTHON}" bash "${ROOT}/ascend310_infer/build.sh" &> build.log; then
+        echo "error: building ascend310_infer failed, see $(pwd)/build.log" >&2
+        tail -n 3 build.log >&2
+        exit 1
+    fi
 }
 
 preprocess_data() {
+    local cmd=("${PYTHON}" "${ROOT}/preprocess.py" --config_path "${CONFIG}" --data_path "${DATA_PATH}"
+               --result_path ./preprocess_Result ${CLASS_ARGS[@]+"${CLASS_ARGS[@]}"})
+    show "${cmd[@]}"
+    is_dry_run && return 0
     rm -rf ./preprocess_Result
-    local status=0
-    "${PYTHON}" "${ROOT}/preprocess.py" --config_path "${CONFIG}" --data_path "${DATA_PATH}" \
-        --result_path ./preprocess_Result ${CLASS_ARGS[@]+"${CLASS_ARGS[@]}"} || status=$?
-    if [ "${status}" -eq 2 ]; then exit 2; fi  # preprocess.py printed its one line `error: ...`
-    if [ "${status}" -ne 0 ]; then echo "error: preprocess failed (exit status ${status})" >&2; exit "${status}"; fi
+    if ! "${cmd[@]}"; then
+        echo "error: preprocess failed" >&2
+        exit 1
+    fi
 }
 
 infer() {
-    rm -rf ./result_Files ./time_Result
-    mkdir -p ./result_Files ./time_Result
     local runner=("${OUTPUT_DIR:-${ROOT}/ascend310_infer/out}/main")
     if [ "${RUN_INFER_DEVICE}" == "CPU" ]; then
         runner=("${PYTHON}" -m src.infer --device_target CPU)
     fi
+    local cmd=("${runner[@]}" --mindir_path="${MINDIR_PATH}" --input0_path=./preprocess_Result/00_data
+               --device_id="${DEVICE_ID}" --output_path=./result_Files --time_path=./time_Result)
     echo "running inference ($(basename "${runner[0]}") ${runner[*]:1}) ..."
-    "${runner[@]}" --mindir_path="${MINDIR_PATH}" \
-        --input0_path=./preprocess_Result/00_data --device_id="${DEVICE_ID}" \
-        --output_path=./result_Files --time_path=./time_Result &> infer.log || stage_failed inference $? infer.log
+    show "${cmd[@]}"
+    is_dry_run && return 0
+    rm -rf ./result_Files ./time_Result
+    mkdir -p ./result_Files ./time_Result
+    if ! "${cmd[@]}" &> infer.log; then
+        echo "error: inference failed, see $(pwd)/infer.log" >&2
+        tail -n 3 infer.log >&2
+        exit 1
+    fi
 }
 
 cal_acc() {
+    # preprocess.py writes label.npy for a classifier, 01_target/ for ConvLSTM
     local labels=./preprocess_Result/label.npy
-    if [ -d ./preprocess_Result/01_target ]; then labels=./preprocess_Result/01_target; fi
-    "${PYTHON}" "${ROOT}/postprocess.py" --config_path "${CONFIG}" --result_dir ./result_Files \
-        --label_path "${labels}" &> acc.log || stage_failed postprocess $? acc.log
+    if [ -d ./preprocess_Result/01_target ] || { is_dry_run && [[ "${DATASET}" == *mnist ]]; }; then
+        labels=./preprocess_Result/01_target
+    fi
+    local cmd=("${PYTHON}" "${ROOT}/postprocess.py" --config_path "${CONFIG}" --result_dir ./result_Files
+               --label_path "${labels}")
+    show "${cmd[@]}"
+    is_dry_run && return 0
+    if ! "${cmd[@]}" &> acc.log; then
+        echo "error: postprocess failed, see $(pwd)/acc.log" >&2
+        tail -n 3 acc.log >&2
+        exit 1
+    fi
 }
 
+if is_dry_run; then
+    echo "DRY_RUN=${DRY_RUN}: printing the commands only, nothing is run (run from $(pwd))"
+fi
 if [ "${RUN_INFER_DEVICE}" != "CPU" ]; then
     compile_app
 fi
 preprocess_data
 infer
 cal_acc
+is_dry_run && exit 0
 cat acc.log
 cat ./time_Result/test_perform_static.txt
 echo "results: $(pwd)/acc.log, latency: $(pwd)/time_Result/test_perform_static.txt"

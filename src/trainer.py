@@ -13,7 +13,7 @@ import time
 import numpy as np
 import mindspore as ms
 import mindspore.dataset as ds
-from mindspore.train import CheckpointConfig, FixedLossScaleManager, Model
+from mindspore.train import CheckpointConfig
 
 from src.callbacks import TrainMonitor
 from src.checkpoint import (CHECKPOINT_INFO, SafeModelCheckpoint, check_resume, checkpoint_meta,
@@ -25,6 +25,7 @@ from src.model_utils.device import setup_device
 from src.model_utils.errors import UserError
 from src.models import create_model_from_config
 from src.optimizer import create_optimizer
+from src.precision import build_train_model, precision_settings
 from src.tasks import create_task
 from src.transfer import apply_pretrained, trainable_params
 
@@ -36,11 +37,27 @@ def set_seed(seed):
     ds.config.set_seed(seed)
 
 
-def build_loss_scale(cfg):
-    """Loss scaling only where mixed precision runs (GPU/Ascend); CPU trains in fp32."""
-    if cfg.device_target == "CPU" or cfg.loss_scale <= 1:
-        return None, 1.0
-    return FixedLossScaleManager(cfg.loss_scale, drop_overflow_update=False), float(cfg.loss_scale)
+def build_training(cfg, network, params, loss_fn, steps_per_epoch, amp_level, loss_scale):
+    """The training ``Model`` of ``network``: the per-step learning rates and the optimizer over
+    ``params`` from ``cfg``, at the precision ``(amp_level, loss_scale)`` given (see
+    ``src/precision.py``; ``train`` takes it from ``precision_settings``, so the device decides).
+    The optimizer un-scales the gradients by the same ``loss_scale``.
+
+    Returns ``(model, optimizer, lr)`` with ``lr`` the per-step learning rates (numpy).
+    """
+    lr = create_lr(cfg.lr_scheduler, cfg.lr, steps_per_epoch, cfg.epoch_size,
+                   warmup_epochs=cfg.warmup_epochs, warmup_init_lr=cfg.warmup_init_lr,
+                   milestones=cfg.milestones, gamma=cfg.lr_gamma, end_lr=cfg.end_lr,
+                   power=cfg.poly_power)
+
+    def make_optimizer(scale):
+        return create_optimizer(cfg.optimizer, params, ms.Tensor(lr), weight_decay=cfg.weight_decay,
+                                momentum=cfg.momentum, loss_scale=scale,
+                                filter_bias_and_bn=cfg.filter_bias_and_bn,
+                                rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps)
+
+    model, optimizer = build_train_model(network, loss_fn, make_optimizer, amp_level, loss_scale)
+    return model, optimizer, lr
 
 
 def train(cfg):
@@ -78,19 +95,13 @@ def train(cfg):
                         f"batch ({cfg.batch_size}): lower --batch_size or add data")
     params = trainable_params(network, cfg.model_name, cfg.freeze_backbone)
 
-    # 5. learning rate, optimizer, loss, precision
-    lr = create_lr(cfg.lr_scheduler, cfg.lr, steps_per_epoch, cfg.epoch_size,
-                   warmup_epochs=cfg.warmup_epochs, warmup_init_lr=cfg.warmup_init_lr,
-                   milestones=cfg.milestones, gamma=cfg.lr_gamma, end_lr=cfg.end_lr,
-                   power=cfg.poly_power)
-    scale_manager, loss_scale = build_loss_scale(cfg)
-    optimizer = create_optimizer(cfg.optimizer, params, ms.Tensor(lr), weight_decay=cfg.weight_decay,
-                                 momentum=cfg.momentum, loss_scale=loss_scale,
-                                 filter_bias_and_bn=cfg.filter_bias_and_bn,
-                                 rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps)
-    amp_level = cfg.amp_level if cfg.device_target != "CPU" else "O0"
-    model = Model(network, loss_fn=task.create_loss(), optimizer=optimizer, amp_level=amp_level,
-                  loss_scale_manager=scale_manager)
+    # 5. precision (the device decides), learning rate, optimizer, loss
+    amp_level, loss_scale = precision_settings(cfg.device_target, cfg.amp_level, cfg.loss_scale)
+    if is_main and (amp_level, loss_scale) != (cfg.amp_level, cfg.loss_scale):
+        print(f"{cfg.device_target} trains in fp32: amp_level {cfg.amp_level} and loss_scale "
+              f"{cfg.loss_scale:g} apply on GPU/Ascend", flush=True)
+    model, optimizer, lr = build_training(cfg, network, params, task.create_loss(), steps_per_epoch,
+                                          amp_level, loss_scale)
     if cfg.resume:
         resume_state(cfg.resume, resume_params, network, optimizer, cfg.model_name,
                      optimizer_name=cfg.optimizer, global_step=initial_epoch * steps_per_epoch,

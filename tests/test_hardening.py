@@ -170,6 +170,13 @@ def test_non_utf8_yaml(tmp_path):
         get_config(["--config_path", str(path)])
 
 
+def test_out_of_range_value_through_a_launcher(cifar_dir):
+    env = dict(os.environ, DRY_RUN="1", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    res = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_train_cpu.sh"), CIFAR_CPU, cifar_dir,
+                          "--batch_size", "0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert_one_line(res, "'batch_size' must be >= 1, got 0")
+
+
 def test_negative_batch_size_through_train_py():
     assert_one_line(run_entry("train.py", "--batch_size", "-1"), "'batch_size' must be >= 1, got -1")
 
