@@ -19,6 +19,7 @@ Recorded: CPU, oneDNN ISA cap applied (before MindSpore is imported) and the 3x3
 it, threads, load average. Publish only runs on an idle machine.
 """
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -38,6 +39,7 @@ import numpy as np  # noqa: E402
 from benchmarks.data_pipelines import run_data  # noqa: E402
 from benchmarks.flops import FORWARD_FLOPS, training_flops  # noqa: E402
 from src.model_utils import cpu_tuning  # noqa: E402
+from src.model_utils.errors import ArgumentParser, exit_on_user_error  # noqa: E402
 
 SECTIONS = ("peak", "train", "data", "export")
 CONV_IMPLS = ("auto", "native", "unfold")
@@ -329,8 +331,9 @@ def render(result, markdown=False):
     return "\n".join(lines)
 
 
+@exit_on_user_error
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, in one process (the test)")
     parser.add_argument("--out", default="", help="write the results as JSON to this file")
     parser.add_argument("--markdown", action="store_true", help="also print the tables as markdown")
@@ -356,11 +359,8 @@ def main(argv=None):
     args.conv_impl = [c for c in args.conv_impl.split(",") if c]
     if args.framework == "mindspore" and (not args.conv_impl or set(args.conv_impl) - set(CONV_IMPLS)):
         parser.error(f"--conv_impl: a comma list of {', '.join(CONV_IMPLS)}")
-    if args.peer == "torch":
-        try:
-            import torch  # noqa: F401
-        except ImportError:
-            parser.error("--peer torch needs PyTorch (not a requirement of this repo): pip install torch")
+    if args.peer == "torch" and importlib.util.find_spec("torch") is None:
+        parser.error("--peer torch needs PyTorch (not a requirement of this repo): pip install torch")
     args.isolate = not (args.quick or args.row_process)  # --quick: every row in this process
 
     if not (args.row_process and args.framework == "torch"):

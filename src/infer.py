@@ -19,7 +19,6 @@ runner adds the median, the 90th percentile and the runtime on a second line. Ti
 predict call (network + copy of the outputs to the host), measured after ``--warmup`` untimed
 calls on the first input (the first call compiles the graph or plans the session).
 """
-import argparse
 import os
 import sys
 import time
@@ -27,7 +26,8 @@ import time
 import numpy as np
 
 from src.model_utils.cpu_tuning import apply_onednn_isa
-from src.model_utils.errors import UserError, exit_on_user_error
+from src.model_utils.errors import (ArgumentParser, UserError, atomic_write_text, exit_on_user_error,
+                                    writing)
 
 TIME_FILE = "test_perform_static.txt"
 BACKENDS = ("mindspore", "onnxruntime")
@@ -243,15 +243,15 @@ def run_inference(model_path, input_dir, output_path="./result_Files", time_path
         stem = file_stem(path)
         for k, out in enumerate(outputs):
             out_file = os.path.join(output_path, f"{stem}_{k}.bin")
-            np.ascontiguousarray(out).tofile(out_file)
+            with writing(out_file, partial=[out_file]):  # no half-written output on a full disk
+                np.ascontiguousarray(out).tofile(out_file)
             written.append(out_file)
         if log:
             log(f"inferred {path} -> {len(outputs)} output(s)")
     stats = latency_summary(times)
     lines = format_latency(stats, warmup, shape[0] if shape else 1, runner.name)
     time_file = os.path.join(time_path, TIME_FILE)
-    with open(time_file, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    atomic_write_text(time_file, "\n".join(lines) + "\n")
     if log:
         for line in lines:
             log(line)
@@ -260,7 +260,7 @@ def run_inference(model_path, input_dir, output_path="./result_Files", time_path
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m src.infer",
         description="Run an exported model (.mindir in MindSpore, .onnx in onnxruntime) over "
                     "preprocessed .bin inputs (flags as ascend310_infer/out/main).")

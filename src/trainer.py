@@ -1,8 +1,11 @@
 """The training logic shared by every model: data, network, loss, LR, optimizer, callbacks, resume.
 
 ``train(cfg)`` is what ``train.py`` runs. Checkpoints hold the network, the optimizer state
-(moments, ``global_step`` and so the LR position) and the epoch, so ``--resume`` continues a run
-exactly where it stopped. In data-parallel runs only rank 0 writes checkpoints and logs files.
+(moments, ``global_step`` and so the LR position), the epoch and a CRC32, so ``--resume``
+continues a run exactly where it stopped. A checkpoint of another model or of other shapes is
+refused before anything is built from it; with another batch size the LR position is re-mapped to
+the new steps per epoch; ``loss_history.jsonl`` drops the records of the epochs trained again.
+In data-parallel runs only rank 0 writes checkpoints and logs files.
 """
 import os
 import time
@@ -10,10 +13,11 @@ import time
 import numpy as np
 import mindspore as ms
 import mindspore.dataset as ds
-from mindspore.train import CheckpointConfig, ModelCheckpoint
+from mindspore.train import CheckpointConfig
 
 from src.callbacks import TrainMonitor
-from src.checkpoint import CHECKPOINT_INFO, checkpoint_epoch, checkpoint_meta, read_checkpoint, resume_state
+from src.checkpoint import (CHECKPOINT_INFO, SafeModelCheckpoint, check_resume, checkpoint_meta,
+                            read_checkpoint, remove_orphan_tmp, resume_state, trim_history)
 from src.data import create_dataset_from_config
 from src.lr_scheduler import create_lr
 from src.model_utils.config import save_config
@@ -66,27 +70,29 @@ def train(cfg):
     ckpt_dir = os.path.join(out_dir, "checkpoints")
     task = create_task(cfg)
 
-    # 2. where a resumed run starts
+    # 2. a resumed run: the checkpoint's model first (cheap), its shapes once the network exists
     resume_params = read_checkpoint(cfg.resume) if cfg.resume else None
-    initial_epoch = checkpoint_epoch(resume_params) if cfg.resume else 0
+    if cfg.resume:
+        check_resume(cfg.resume, resume_params, cfg)
+    class_names = task.training_class_names(cfg)
+
+    # 3. network (optionally from a pre-trained checkpoint)
+    network = create_model_from_config(cfg)
+    initial_epoch = check_resume(cfg.resume, resume_params, cfg, network) if cfg.resume else 0
     if initial_epoch >= cfg.epoch_size:
         raise UserError(f"{cfg.resume} already finished epoch {initial_epoch}; pass "
                         f"--epoch_size larger than {initial_epoch} to train further")
+    if cfg.pre_trained:
+        apply_pretrained(network, cfg.pre_trained, cfg.model_name, log=print if is_main else None,
+                         class_names=class_names)
 
-    # 3. data (this rank's shard)
+    # 4. data (this rank's shard) and the parameters to train
     dataset = create_dataset_from_config(cfg, "train", shard_id=rank, num_shards=group_size,
                                          start_epoch=initial_epoch)
     steps_per_epoch = dataset.get_dataset_size()
     if steps_per_epoch == 0:
         raise UserError(f"the training data at {cfg.data_path} has fewer samples per rank than one "
                         f"batch ({cfg.batch_size}): lower --batch_size or add data")
-    class_names = task.training_class_names(cfg)
-
-    # 4. network (optionally from a pre-trained checkpoint) and the parameters to train
-    network = create_model_from_config(cfg)
-    if cfg.pre_trained:
-        apply_pretrained(network, cfg.pre_trained, cfg.model_name, log=print if is_main else None,
-                         class_names=class_names)
     params = trainable_params(network, cfg.model_name, cfg.freeze_backbone)
 
     # 5. precision (the device decides), learning rate, optimizer, loss
@@ -97,7 +103,9 @@ def train(cfg):
     model, optimizer, lr = build_training(cfg, network, params, task.create_loss(), steps_per_epoch,
                                           amp_level, loss_scale)
     if cfg.resume:
-        resume_state(cfg.resume, resume_params, network, optimizer, cfg.model_name)
+        resume_state(cfg.resume, resume_params, network, optimizer, cfg.model_name,
+                     optimizer_name=cfg.optimizer, global_step=initial_epoch * steps_per_epoch,
+                     log=print if is_main else None)
 
     # 6. callbacks: logs, loss history, checkpoints (rank 0 writes files)
     history = os.path.join(out_dir, "loss_history.jsonl") if is_main else None
@@ -105,13 +113,21 @@ def train(cfg):
                               progress=None if cfg.progress_bar == "auto" else cfg.progress_bar == "on")]
     if is_main:
         os.makedirs(ckpt_dir, exist_ok=True)
+        orphans = remove_orphan_tmp(ckpt_dir)
+        if orphans:
+            print(f"removed {len(orphans)} unfinished checkpoint file(s) of an earlier run from {ckpt_dir}")
         if history and not cfg.resume and os.path.exists(history):
             os.remove(history)
+        elif history and cfg.resume:
+            dropped = trim_history(history, initial_epoch)
+            if dropped:
+                print(f"{history}: dropped {dropped} records after epoch {initial_epoch} (trained again)")
         save_config(cfg, out_dir)
-        append = list(CHECKPOINT_INFO) + [checkpoint_meta(cfg.model_name, class_names)]
+        append = list(CHECKPOINT_INFO) + [checkpoint_meta(cfg.model_name, class_names, cfg.optimizer)]
         ckpt_cfg = CheckpointConfig(save_checkpoint_steps=steps_per_epoch * cfg.save_checkpoint_epochs,
-                                    keep_checkpoint_max=cfg.keep_checkpoint_max, append_info=append)
-        callbacks.append(ModelCheckpoint(prefix=cfg.model_name, directory=ckpt_dir, config=ckpt_cfg))
+                                    keep_checkpoint_max=cfg.keep_checkpoint_max, append_info=append,
+                                    crc_check=True)
+        callbacks.append(SafeModelCheckpoint(prefix=cfg.model_name, directory=ckpt_dir, config=ckpt_cfg))
         print(f"training {cfg.model_name} on {cfg.dataset} ({steps_per_epoch} steps/epoch x "
               f"{cfg.epoch_size} epochs, batch {cfg.batch_size} x {group_size} rank(s), "
               f"device {cfg.device_target}); outputs in {out_dir}", flush=True)

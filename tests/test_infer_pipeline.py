@@ -155,7 +155,7 @@ def test_convlstm_cpu_pipeline_equals_eval(tmp_path, capsys):
 def test_310_script_end_to_end_with_stand_in_library(cifar_dir, tmp_path):
     """run_infer_310.sh's stages (build.sh, preprocess, out/main, postprocess) against the test-only
     libmindspore.so of ascend310_infer/tests, whose Predict() returns the input as output 0: with a
-    config of num_classes = 3*8*8 the "logits" are the preprocessed image itself."""
+    config of num_classes = 3*16*16 the "logits" are the preprocessed image itself."""
     cxx = os.environ.get("CXX", "g++")
     if not os.path.isfile(os.path.join(HEADERS, "include", "api", "model.h")):
         pytest.skip("MindSpore C++ headers not fetched (ascend310_infer/fetch_headers.sh)")
@@ -174,9 +174,9 @@ def test_310_script_end_to_end_with_stand_in_library(cifar_dir, tmp_path):
                           "-o", str(fake / "lib" / "libmindspore.so")], capture_output=True, text=True)
     assert lib.returncode == 0, lib.stderr
     config = tmp_path / "pixels.yaml"
-    config.write_text(f"__base__: {CIFAR_CPU}\nimage_size: 8\nnum_classes: 192\n")
+    config.write_text(f"__base__: {CIFAR_CPU}\nimage_size: 16\nnum_classes: 768\n")
     model = tmp_path / "net.mindir"
-    model.write_text("FAKE_MINDIR 1 3 8 8")
+    model.write_text("FAKE_MINDIR 1 3 16 16")
     work = tmp_path / "work"
     work.mkdir()
     env = {"MINDSPORE_PATH": str(fake), "BUILD_DIR": str(tmp_path / "build"),
