@@ -29,9 +29,14 @@ def dataset_kwargs(cfg, split):
     common = dict(num_parallel_workers=cfg.num_parallel_workers or None, num_samples=num_samples)
     if cfg.dataset == "moving_mnist":
         common.pop("num_samples")
-        return dict(common, input_frames=cfg.input_frames, output_frames=cfg.output_frames,
-                    image_size=cfg.image_size, num_digits=cfg.num_digits, seed=cfg.seed,
-                    num_sequences=cfg.train_sequences if split == "train" else (cfg.eval_num_samples or None))
+        kwargs = dict(common, input_frames=cfg.input_frames, output_frames=cfg.output_frames,
+                      image_size=cfg.image_size, num_digits=cfg.num_digits, seed=cfg.seed)
+        if split == "train":
+            return dict(kwargs, num_sequences=cfg.train_sequences,
+                        resample_each_epoch=cfg.resample_each_epoch)
+        if split == "val":
+            return dict(kwargs, num_sequences=cfg.val_sequences)
+        return dict(kwargs, num_sequences=cfg.eval_num_samples or None)
     kwargs = dict(common, image_size=cfg.image_size, augment=cfg.augment, hflip=cfg.hflip)
     if cfg.dataset != "cifar10":
         kwargs["class_names"] = cfg.get("class_names") or None
@@ -40,9 +45,10 @@ def dataset_kwargs(cfg, split):
 
 
 def create_dataset_from_config(cfg, split, shard_id=None, num_shards=None, start_epoch=0):
-    """The pipeline of ``split`` as the config describes it; ``start_epoch`` (training resumed
-    after that many epochs) lets generated data sets continue their per-epoch sequence."""
-    path = cfg.data_path if split == "train" else (cfg.eval_data_path or cfg.data_path)
+    """The pipeline of ``split`` ('train', 'eval', or 'val': Moving MNIST's validation sequences
+    generated from the training digits); ``start_epoch`` (training resumed after that many epochs)
+    lets generated data sets continue their per-epoch sequence."""
+    path = cfg.data_path if split in ("train", "val") else (cfg.eval_data_path or cfg.data_path)
     batch = cfg.batch_size if split == "train" else (cfg.eval_batch_size or cfg.batch_size)
     if num_shards and num_shards > 1:
         kwargs = dict(dataset_kwargs(cfg, split), shard_id=shard_id, num_shards=num_shards)
