@@ -8,17 +8,17 @@ import sys
 from src.model_utils.config import get_config
 from src.model_utils.errors import UserError, exit_on_user_error
 
-DEFAULT_CONFIG = "config/cifar10_config_cpu.yaml"
 
 
 @exit_on_user_error
 def main(argv=None):
-    cfg = get_config(argv, default_config=DEFAULT_CONFIG)
+    cfg = get_config(argv)
     if not cfg.ckpt_file:
         raise UserError("no checkpoint given: pass --ckpt_file FILE.ckpt (or a checkpoint folder)")
-    from src.evaluate import format_result, run_eval
+    from src.evaluate import run_eval
+    from src.tasks import create_task
     result = run_eval(cfg)
-    print(format_result(cfg, result))
+    print(create_task(cfg).format_result(result))
     print(f"metrics written to {result['metrics_file']}")
     return 0
 

@@ -6,7 +6,7 @@
 * The network is built with native convolutions (``create_model_from_config(cfg, export=True)``):
   the im2col path used for CPU training has no ONNX equivalent, and the weights are the same.
   The checkpoint is loaded strictly (every parameter, with its shape).
-* Input shape: ``input_shape(cfg, batch_size)`` from the config -- (N, in_channels, image_size,
+* Input shape: the task's ``input_shape(batch_size)``, from the config -- (N, in_channels, image_size,
   image_size) for Tiny-DarkNet, (N, input_frames, in_channels, image_size, image_size) for
   ConvLSTM. Nothing is hard-coded: ``--image_size 224`` exports a 224x224 classifier.
 * ``--batch_size`` defaults to **1** here, not to the config's training batch: export.py passes
@@ -25,7 +25,6 @@ import sys
 from src.model_utils.config import get_config
 from src.model_utils.errors import UserError, exit_on_user_error
 
-DEFAULT_CONFIG = "config/cifar10_config_cpu.yaml"
 EXPORT_DEFAULTS = {"batch_size": 1}
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
 AIR_ERROR = "AIR export needs Ascend (device_target Ascend); MINDIR is the portable format"
@@ -45,7 +44,7 @@ def export_path(cfg):
 
 def export_network(cfg, log=print):
     """Build the configured network with native convs, load ``cfg.ckpt_file`` strictly and export
-    it with input ``input_shape(cfg, cfg.batch_size)``. Returns the written file path."""
+    it with the task's input shape at ``cfg.batch_size``. Returns the written file path."""
     fmt = cfg.file_format.upper()
     path = export_path(cfg)
     if fmt == "AIR" and cfg.device_target != "Ascend":
@@ -57,13 +56,13 @@ def export_network(cfg, log=print):
 
     import numpy as np
     import mindspore as ms
-    from src.evaluate import load_network
+    from src.checkpoint import load_network
     from src.model_utils.device import setup_device
-    from src.models import input_shape
+    from src.tasks import create_task
 
     setup_device(cfg.device_target, cfg.device_id, cfg.mode)
     net, meta = load_network(cfg, cfg.ckpt_file, export=True)
-    shape = input_shape(cfg, cfg.batch_size)
+    shape = create_task(cfg).input_shape(cfg.batch_size)
     dummy = ms.Tensor(np.zeros(shape, np.float32))
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if fmt == "ONNX":
@@ -81,7 +80,7 @@ def export_network(cfg, log=print):
 
 @exit_on_user_error
 def main(argv=None):
-    cfg = get_config(argv, default_config=DEFAULT_CONFIG, script_defaults=EXPORT_DEFAULTS,
+    cfg = get_config(argv, script_defaults=EXPORT_DEFAULTS,
                      script_helps={"batch_size": "export.py: batch of the exported input (default 1 "
                                                  "here, whatever the YAML's training batch)"})
     export_network(cfg)

@@ -22,20 +22,19 @@ import json
 import os
 import sys
 
-from src.model_utils.config import get_config, parse_cli
+from src.model_utils.config import get_config
 from src.model_utils.errors import UserError, exit_on_user_error
+from src.offline import DATA_DIR, sample_names
 
-DEFAULT_CONFIG = "config/cifar10_config_cpu.yaml"
-SCRIPT_DEFAULTS = {"result_path": "./preprocess_Result", "class_names_file": ""}
+# data_path defaults to "" here (not the YAML's training folder): preprocess.py reads the
+# evaluation data named on its command line, --data_path (or --eval_data_path)
+SCRIPT_DEFAULTS = {"result_path": "./preprocess_Result", "class_names_file": "", "data_path": ""}
 SCRIPT_HELPS = {
     "result_path": "preprocess.py: output folder (00_data/, label.npy or 01_target/)",
     "class_names_file": "preprocess.py, ImageFolder: label order from a training checkpoint (.ckpt) or a "
                         "text file with one class name per line; empty = class_names / folder names",
-    "data_path": "preprocess.py: the evaluation data (replaces eval_data_path)",
+    "data_path": "preprocess.py: the evaluation data (wins over eval_data_path)",
 }
-DATA_DIR = "00_data"
-TARGET_DIR = "01_target"
-LABEL_FILE = "label.npy"
 
 
 def read_class_names(path):
@@ -44,12 +43,11 @@ def read_class_names(path):
     if not os.path.isfile(path):
         raise UserError(f"class names file not found: {path}")
     if path.endswith(".ckpt") or path.endswith(".safetensors"):
-        from src.trainer import read_checkpoint
-        params = read_checkpoint(path)
-        names = params.get("class_names")
-        if not isinstance(names, str):
+        from src.checkpoint import read_checkpoint, stored_meta
+        names = stored_meta(read_checkpoint(path)).get("class_names")
+        if names is None:
             raise UserError(f"{path} stores no class_names (it was not written by train.py)")
-        return json.loads(names)
+        return names
     with open(path, encoding="utf-8") as f:
         text = f.read()
     if text.lstrip().startswith("["):
@@ -57,76 +55,47 @@ def read_class_names(path):
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def sample_names(prefix, count):
-    width = max(5, len(str(max(count - 1, 0))))
-    return [f"{prefix}_{i:0{width}d}" for i in range(count)]
-
-
-def index_of(stem):
-    """Sample index encoded in a preprocess file stem (``cifar10_00012`` -> 12)."""
-    tail = stem.rsplit("_", 1)[-1]
-    if not tail.isdigit():
-        raise ValueError(f"'{stem}' is not a preprocess.py sample name (<dataset>_<index>)")
-    return int(tail)
-
-
-def preprocess(cfg, result_path, log=print):
-    """Write the eval set of ``cfg`` as batch-1 ``.bin`` files. Returns a summary dict."""
+def preprocess(cfg, result_path, data_path=None, log=print):
+    """Write the eval set of ``cfg`` (or of ``data_path``) as batch-1 ``.bin`` files and the
+    task's targets. Returns a summary dict."""
     import numpy as np
     from src.data import create_dataset_from_config
+    from src.offline import write_bin
+    from src.tasks import create_task
 
-    if cfg.get("class_names_file"):
-        cfg["class_names"] = read_class_names(cfg.class_names_file)
-    eval_cfg = type(cfg)(cfg)
-    eval_cfg["eval_batch_size"] = 1
+    class_names = read_class_names(cfg.class_names_file) if cfg.get("class_names_file") else None
     try:
-        dataset = create_dataset_from_config(eval_cfg, "eval")
+        dataset = create_dataset_from_config(cfg, "eval", data_path=data_path, batch_size=1,
+                                             class_names=class_names)
     except (ValueError, FileNotFoundError) as exc:
         raise UserError(str(exc).splitlines()[0]) from None
     count = dataset.get_dataset_size()
     if count == 0:
         raise UserError("the evaluation data set is empty")
-    names = sample_names(cfg.dataset, count)
     data_dir = os.path.join(result_path, DATA_DIR)
     os.makedirs(data_dir, exist_ok=True)
-    video = cfg.model_name == "convlstm"
-    if video:
-        os.makedirs(os.path.join(result_path, TARGET_DIR), exist_ok=True)
-    labels, shape, written = [], None, 0
-    for name, (inputs, target) in zip(names, dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)):
-        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
-        shape = inputs.shape
-        inputs.tofile(os.path.join(data_dir, name + ".bin"))
-        if video:
-            np.ascontiguousarray(target, dtype=np.float32).tofile(
-                os.path.join(result_path, TARGET_DIR, name + ".bin"))
-        else:
-            labels.append(int(np.asarray(target).reshape(-1)[0]))
+    targets = create_task(cfg).target_writer(result_path)
+    shape, written = None, 0
+    samples = dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
+    for name, (inputs, target) in zip(sample_names(cfg.dataset, count), samples):
+        shape = np.shape(inputs)
+        write_bin(os.path.join(data_dir, name + ".bin"), inputs)
+        targets.add(name, target)
         written += 1
-    summary = {"num_samples": written, "input_shape": tuple(shape), "data_dir": data_dir}
-    if video:
-        summary["target_dir"] = os.path.join(result_path, TARGET_DIR)
-    else:
-        label_file = os.path.join(result_path, LABEL_FILE)
-        np.save(label_file, np.asarray(labels, dtype=np.int32))
-        summary["label_file"] = label_file
+    summary = dict(targets.close(), num_samples=written, input_shape=tuple(shape), data_dir=data_dir)
     if log:
         log(f"wrote {written} {cfg.dataset} samples of shape {tuple(shape)} float32 to {data_dir}")
-        log(f"{'targets' if video else 'labels'}: {summary.get('target_dir') or summary['label_file']}")
+        log(f"targets: {summary.get('target_dir') or summary.get('label_file')}")
     return summary
 
 
 @exit_on_user_error
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    cfg = get_config(argv, default_config=DEFAULT_CONFIG, script_defaults=SCRIPT_DEFAULTS,
-                     script_helps=SCRIPT_HELPS)
-    given = parse_cli(argv)[0]
-    if "data_path" in given and "eval_data_path" not in given:
-        cfg["eval_data_path"] = cfg.data_path
-    if not (cfg.eval_data_path or cfg.data_path):
+    cfg = get_config(argv, script_defaults=SCRIPT_DEFAULTS, script_helps=SCRIPT_HELPS)
+    data_path = cfg.data_path or cfg.eval_data_path
+    if not data_path:
         raise UserError("no data given: pass --data_path (the evaluation data)")
-    preprocess(cfg, os.path.abspath(cfg.result_path))
+    preprocess(cfg, os.path.abspath(cfg.result_path), data_path=data_path)
     return 0
 
 

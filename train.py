@@ -7,12 +7,11 @@ import sys
 from src.model_utils.config import get_config
 from src.model_utils.errors import exit_on_user_error
 
-DEFAULT_CONFIG = "config/cifar10_config_cpu.yaml"
 
 
 @exit_on_user_error
 def main(argv=None):
-    cfg = get_config(argv, default_config=DEFAULT_CONFIG)
+    cfg = get_config(argv)
     from src.trainer import train  # after the config: --help and config errors need no MindSpore
     train(cfg)
 

@@ -44,7 +44,7 @@ os.environ.setdefault("GLOG_v", "3")
 
 import numpy as np  # noqa: E402
 
-from benchmarks.flops import (convlstm_forward_flops, tinydarknet_forward_flops,  # noqa: E402
+from benchmarks.flops import (FORWARD_FLOPS,  # noqa: E402
                               training_flops)
 
 SECTIONS = ("peak", "train", "data", "export")
@@ -182,24 +182,13 @@ def train_rows(quick):
 
 
 def forward_flops_per_sample(cfg):
-    if cfg.model_name == "tinydarknet":
-        return tinydarknet_forward_flops(1, cfg.image_size, cfg.num_classes, cfg.in_channels)
-    return convlstm_forward_flops(1, cfg.image_size, cfg.in_channels, cfg.patch_size,
-                                  tuple(cfg.hidden_channels), cfg.input_kernel, cfg.state_kernel,
-                                  cfg.input_frames, cfg.output_frames)
+    return FORWARD_FLOPS[cfg.model_name](cfg)
 
 
 def synthetic_batch(cfg, rng):
     """One batch of (input, label/target) in the shapes and dtypes the training pipeline yields."""
-    bs = cfg.batch_size
-    if cfg.model_name == "tinydarknet":
-        x = rng.standard_normal((bs, cfg.in_channels, cfg.image_size, cfg.image_size), dtype=np.float32)
-        y = rng.integers(0, cfg.num_classes, bs).astype(np.int32)
-        return x, y
-    shape = (bs, cfg.input_frames, cfg.in_channels, cfg.image_size, cfg.image_size)
-    x = (rng.random(shape, dtype=np.float32) > 0.9).astype(np.float32)
-    y = (rng.random((bs, cfg.output_frames) + shape[2:], dtype=np.float32) > 0.9).astype(np.float32)
-    return x, y
+    from src.tasks import create_task
+    return create_task(cfg).example_batch(cfg.batch_size, rng)
 
 
 CONV_IMPLS = ("auto", "native", "unfold", "small")
@@ -217,7 +206,7 @@ def build_model(cfg, steps, conv_impl):
     them (only the convolution kernel is chosen here, ``conv_impl``)."""
     import mindspore as ms
     from mindspore.train import Model
-    from src.loss import create_loss
+    from src.tasks import create_task
     from src.lr_scheduler import create_lr
     from src.models import create_model, model_kwargs
     from src.optimizer import create_optimizer
@@ -230,7 +219,7 @@ def build_model(cfg, steps, conv_impl):
                                  weight_decay=cfg.weight_decay, momentum=cfg.momentum, loss_scale=1.0,
                                  filter_bias_and_bn=cfg.filter_bias_and_bn,
                                  rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps)
-    loss_fn = create_loss(cfg.loss, cfg.label_smoothing)
+    loss_fn = create_task(cfg).create_loss()
     return network, Model(network, loss_fn=loss_fn, optimizer=optimizer, amp_level="O0")
 
 
@@ -335,7 +324,7 @@ def train_row(args, name, config_file, overrides, what, conv_impl):
            "batch_size": cfg.batch_size, "image_size": cfg.image_size,
            "conv_impl": conv_impl, "optimizer": cfg.optimizer, "loss": cfg.loss,
            "train_gflop_per_sample": flops_sample / 1e9, "achieved_gflops": gflops, "mfu": None, **res}
-    if cfg.model_name == "convlstm":
+    if "hidden_channels" in cfg:  # a recurrent model: record its layer sizes
         row.update(hidden_channels=list(cfg.hidden_channels), kernels=[cfg.input_kernel, cfg.state_kernel],
                    frames=[cfg.input_frames, cfg.output_frames])
     return row

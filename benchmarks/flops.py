@@ -65,3 +65,13 @@ def training_flops(forward_flops):
 
 def matmul_flops(m, k, n):
     return 2 * m * k * n
+
+
+# forward FLOPs of one sample of each registered model, from its config
+FORWARD_FLOPS = {
+    "tinydarknet": lambda cfg: tinydarknet_forward_flops(1, cfg.image_size, cfg.num_classes,
+                                                         cfg.in_channels),
+    "convlstm": lambda cfg: convlstm_forward_flops(
+        1, cfg.image_size, cfg.in_channels, cfg.patch_size, tuple(cfg.hidden_channels),
+        cfg.input_kernel, cfg.state_kernel, cfg.input_frames, cfg.output_frames),
+}

@@ -16,7 +16,7 @@ Video prediction (arrays (N, T, C, H, W) with values in [0, 1]), OpenSTL convent
   all predicted pixels of a sequence (p clipped to [1e-7, 1 - 1e-7]), averaged over sequences.
 - mse_per_frame: per-frame MSE (as above) for each predicted time step, averaged over samples.
 
-Classification: ``topk_accuracy``.
+Classification: ``topk_correct`` / ``topk_accuracy``.
 """
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
@@ -116,8 +116,8 @@ def video_metrics(pred, true):
     return acc.result()
 
 
-def topk_accuracy(logits, labels, k=1):
-    """Fraction of rows of ``logits`` (N, classes) whose label is among the k largest scores.
+def topk_correct(logits, labels, k=1):
+    """How many rows of ``logits`` (N, classes) have their label among the k largest scores.
 
     Ties are broken by class index (stable sort), so the result is deterministic."""
     logits = np.asarray(logits)
@@ -126,7 +126,15 @@ def topk_accuracy(logits, labels, k=1):
         raise ValueError(f"topk_accuracy expects logits (N, classes) and labels (N,), got "
                          f"{logits.shape} and {labels.shape}")
     if len(labels) == 0:
-        return 0.0
+        return 0
     k = min(int(k), logits.shape[1])
     top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    return float((top == labels[:, None]).any(axis=1).mean())
+    return int((top == labels[:, None]).any(axis=1).sum())
+
+
+def topk_accuracy(logits, labels, k=1):
+    """Fraction of rows of ``logits`` (N, classes) whose label is among the k largest scores
+    (:func:`topk_correct` / N; 0.0 for no rows)."""
+    count = len(np.asarray(labels).reshape(-1))
+    correct = topk_correct(logits, labels, k)
+    return correct / count if count else 0.0

@@ -4,7 +4,6 @@
 (moments, ``global_step`` and so the LR position) and the epoch, so ``--resume`` continues a run
 exactly where it stopped. In data-parallel runs only rank 0 writes checkpoints and logs files.
 """
-import json
 import os
 import time
 
@@ -14,17 +13,16 @@ import mindspore.dataset as ds
 from mindspore.train import CheckpointConfig, FixedLossScaleManager, Model, ModelCheckpoint
 
 from src.callbacks import TrainMonitor
-from src.data import class_names_of, create_dataset_from_config
-from src.loss import create_loss
+from src.checkpoint import CHECKPOINT_INFO, checkpoint_epoch, checkpoint_meta, read_checkpoint, resume_state
+from src.data import create_dataset_from_config
 from src.lr_scheduler import create_lr
 from src.model_utils.config import save_config
 from src.model_utils.device import setup_device
 from src.model_utils.errors import UserError
 from src.models import create_model_from_config
 from src.optimizer import create_optimizer
+from src.tasks import create_task
 from src.transfer import apply_pretrained, trainable_params
-
-CHECKPOINT_INFO = ("epoch_num", "step_num")
 
 
 def set_seed(seed):
@@ -32,43 +30,6 @@ def set_seed(seed):
     ms.set_seed(seed)
     np.random.seed(seed)
     ds.config.set_seed(seed)
-
-
-def checkpoint_meta(cfg, class_names=None):
-    """Strings stored inside every checkpoint, so eval/export/inference know what they load."""
-    meta = {"model_name": cfg.model_name}
-    if class_names is not None:
-        meta["class_names"] = json.dumps(list(class_names))
-    return meta
-
-
-def read_checkpoint(path):
-    """Load a checkpoint file; one-line error when it is missing or not a checkpoint."""
-    if not path or not os.path.isfile(path):
-        raise UserError(f"checkpoint not found: {path!r} (pass the .ckpt file written by train.py)")
-    try:
-        return ms.load_checkpoint(path)
-    except (ValueError, RuntimeError, TypeError) as exc:
-        raise UserError(f"{path} is not a MindSpore checkpoint: {str(exc).splitlines()[0][:160]}") from None
-
-
-def checkpoint_epoch(params):
-    """The epoch a checkpoint written by train.py ended (0 when it holds no epoch)."""
-    return int(params["epoch_num"].asnumpy()) if "epoch_num" in params else 0
-
-
-def resume_state(path, params, network, optimizer):
-    """Load network + optimizer state (weights, moments, global_step) from the checkpoint
-    ``params`` read from ``path``."""
-    tensors = {k: v for k, v in params.items() if isinstance(v, ms.Parameter)}
-    missing, _ = ms.load_param_into_net(network, tensors, strict_load=True)
-    if missing:
-        raise UserError(f"{path} does not match this network (missing {missing[:3]}...): "
-                        "resume with the config the checkpoint was trained with")
-    # the per-step LR list is rebuilt from the config (its length follows epoch_size); the
-    # position in it is the restored global_step
-    tensors.pop("learning_rate", None)
-    ms.load_param_into_net(optimizer, tensors, strict_load=False)
 
 
 def build_loss_scale(cfg):
@@ -80,36 +41,38 @@ def build_loss_scale(cfg):
 
 def train(cfg):
     """Train the configured model. Returns a summary dict (checkpoint dir, last loss, timings)."""
-    distribute = cfg.run_distribute
-    rank, group_size = setup_device(cfg.device_target, cfg.device_id, cfg.mode, distribute)
+    # 1. device, seed, output folders
+    rank, group_size = setup_device(cfg.device_target, cfg.device_id, cfg.mode, cfg.run_distribute)
     set_seed(cfg.seed)
     is_main = rank == 0
     out_dir = os.path.abspath(cfg.output_dir)
     ckpt_dir = os.path.join(out_dir, "checkpoints")
+    task = create_task(cfg)
 
+    # 2. where a resumed run starts
     resume_params = read_checkpoint(cfg.resume) if cfg.resume else None
     initial_epoch = checkpoint_epoch(resume_params) if cfg.resume else 0
     if initial_epoch >= cfg.epoch_size:
         raise UserError(f"{cfg.resume} already finished epoch {initial_epoch}; pass "
                         f"--epoch_size larger than {initial_epoch} to train further")
+
+    # 3. data (this rank's shard)
     dataset = create_dataset_from_config(cfg, "train", shard_id=rank, num_shards=group_size,
                                          start_epoch=initial_epoch)
     steps_per_epoch = dataset.get_dataset_size()
     if steps_per_epoch == 0:
         raise UserError(f"the training data at {cfg.data_path} has fewer samples per rank than one "
                         f"batch ({cfg.batch_size}): lower --batch_size or add data")
+    class_names = task.training_class_names(cfg)
 
-    names = None
-    if cfg.model_name == "tinydarknet":
-        names = class_names_of(cfg)
-        if len(names) != cfg.num_classes:
-            raise UserError(f"the data has {len(names)} classes but num_classes is {cfg.num_classes}: "
-                            f"pass --num_classes {len(names)}")
+    # 4. network (optionally from a pre-trained checkpoint) and the parameters to train
     network = create_model_from_config(cfg)
     if cfg.pre_trained:
         apply_pretrained(network, cfg.pre_trained, cfg.model_name, log=print if is_main else None,
-                         class_names=names)
+                         class_names=class_names)
     params = trainable_params(network, cfg.model_name, cfg.freeze_backbone)
+
+    # 5. learning rate, optimizer, loss, precision
     lr = create_lr(cfg.lr_scheduler, cfg.lr, steps_per_epoch, cfg.epoch_size,
                    warmup_epochs=cfg.warmup_epochs, warmup_init_lr=cfg.warmup_init_lr,
                    milestones=cfg.milestones, gamma=cfg.lr_gamma, end_lr=cfg.end_lr,
@@ -119,14 +82,13 @@ def train(cfg):
                                  momentum=cfg.momentum, loss_scale=loss_scale,
                                  filter_bias_and_bn=cfg.filter_bias_and_bn,
                                  rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps)
-    loss_fn = create_loss(cfg.loss, cfg.label_smoothing)
     amp_level = cfg.amp_level if cfg.device_target != "CPU" else "O0"
-    model = Model(network, loss_fn=loss_fn, optimizer=optimizer, amp_level=amp_level,
+    model = Model(network, loss_fn=task.create_loss(), optimizer=optimizer, amp_level=amp_level,
                   loss_scale_manager=scale_manager)
-
     if cfg.resume:
-        resume_state(cfg.resume, resume_params, network, optimizer)
+        resume_state(cfg.resume, resume_params, network, optimizer, cfg.model_name)
 
+    # 6. callbacks: logs, loss history, checkpoints (rank 0 writes files)
     history = os.path.join(out_dir, "loss_history.jsonl") if is_main else None
     callbacks = [TrainMonitor(steps_per_epoch, cfg.log_interval, history, lr_per_step=lr,
                               progress=None if cfg.progress_bar == "auto" else cfg.progress_bar == "on")]
@@ -135,13 +97,15 @@ def train(cfg):
         if history and not cfg.resume and os.path.exists(history):
             os.remove(history)
         save_config(cfg, out_dir)
-        append = list(CHECKPOINT_INFO) + [checkpoint_meta(cfg, names)]
+        append = list(CHECKPOINT_INFO) + [checkpoint_meta(cfg.model_name, class_names)]
         ckpt_cfg = CheckpointConfig(save_checkpoint_steps=steps_per_epoch * cfg.save_checkpoint_epochs,
                                     keep_checkpoint_max=cfg.keep_checkpoint_max, append_info=append)
         callbacks.append(ModelCheckpoint(prefix=cfg.model_name, directory=ckpt_dir, config=ckpt_cfg))
         print(f"training {cfg.model_name} on {cfg.dataset} ({steps_per_epoch} steps/epoch x "
               f"{cfg.epoch_size} epochs, batch {cfg.batch_size} x {group_size} rank(s), "
               f"device {cfg.device_target}); outputs in {out_dir}", flush=True)
+
+    # 7. train
     sink = cfg.dataset_sink_mode and cfg.device_target != "CPU"
     start = time.time()
     model.train(cfg.epoch_size, dataset, callbacks=callbacks, dataset_sink_mode=sink,
@@ -152,12 +116,3 @@ def train(cfg):
     return {"output_dir": out_dir, "checkpoint_dir": ckpt_dir, "seconds": elapsed,
             "rank": rank, "group_size": group_size, "network": network,
             "steps_per_epoch": steps_per_epoch}
-
-
-def latest_checkpoint(ckpt_dir, prefix=""):
-    """The newest ``.ckpt`` in a directory (what eval/export use when given a folder)."""
-    files = [os.path.join(ckpt_dir, f) for f in os.listdir(ckpt_dir)
-             if f.endswith(".ckpt") and f.startswith(prefix)] if os.path.isdir(ckpt_dir) else []
-    if not files:
-        raise UserError(f"no .ckpt file in {ckpt_dir}")
-    return max(files, key=os.path.getmtime)

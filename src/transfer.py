@@ -1,36 +1,17 @@
-"""Transfer learning: load what fits from a checkpoint, optionally freeze the backbone."""
-import json
+"""Transfer learning policy: which parameters of a checkpoint to load, and freezing the backbone.
 
-import mindspore as ms
+The loading itself (name-and-shape matching) is ``src.checkpoint.load_matching``.
+"""
 import mindspore.nn as nn
 
+from src.checkpoint import adapt_params, load_matching, read_checkpoint, stored_meta
 from src.model_utils.errors import UserError
-
-# Parameters of the task-specific head per model; everything else is the backbone.
-HEAD_PREFIXES = {"tinydarknet": ("classifier.",), "convlstm": ("head.",)}
+from src.models import get_model_spec
 
 
 def is_head(name, model_name):
-    return name.startswith(HEAD_PREFIXES.get(model_name, ()))
-
-
-def load_matching(network, params, source="checkpoint"):
-    """Copy every parameter whose name and shape match; returns (loaded, skipped[(name, why)])."""
-    own = {p.name: p for p in network.get_parameters()}
-    tensors = {k: v for k, v in params.items() if isinstance(v, ms.Parameter)}
-    loaded, skipped, matching = [], [], {}
-    for name, param in own.items():
-        if name not in tensors:
-            skipped.append((name, f"not in the {source}"))
-        elif tuple(tensors[name].shape) != tuple(param.shape):
-            skipped.append((name, f"shape {tuple(tensors[name].shape)} in the {source}, "
-                                  f"{tuple(param.shape)} in the network"))
-        else:
-            matching[name] = tensors[name]
-            loaded.append(name)
-    if matching:
-        ms.load_param_into_net(network, matching, strict_load=False)
-    return loaded, skipped
+    """Whether parameter ``name`` belongs to the model's task head (``ModelSpec.head_prefixes``)."""
+    return name.startswith(get_model_spec(model_name).head_prefixes)
 
 
 def apply_pretrained(network, path, model_name, log=print, class_names=None):
@@ -42,9 +23,8 @@ def apply_pretrained(network, path, model_name, log=print, class_names=None):
     the reason. A file that is not a checkpoint, or one that matches nothing, is a one-line
     :class:`UserError`.
     """
-    from src.trainer import read_checkpoint
-    params = read_checkpoint(path)
-    old_names = json.loads(params["class_names"]) if isinstance(params.get("class_names"), str) else None
+    params = adapt_params(read_checkpoint(path), network, model_name)
+    old_names = stored_meta(params).get("class_names")
     if class_names is not None and old_names is not None and list(old_names) != list(class_names):
         params = {k: v for k, v in params.items() if not is_head(k, model_name)}
         source = f"checkpoint's head (trained for classes {_short(old_names)}, not {_short(class_names)})"

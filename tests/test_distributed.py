@@ -53,7 +53,7 @@ ENTRY = textwrap.dedent('''
             return 0, num_shards  # rank 0 of num_shards for the data; no communication
 
         trainer.setup_device = setup_shard0
-        cfg.run_distribute = False
+        cfg = cfg.replace(run_distribute=False)
     result = trainer.train(cfg)
     weights = {p.name: p.asnumpy() for p in result["network"].trainable_params()}
     np.savez(os.path.join(out_dir, f"{mode}_rank{result['rank']}.npz"), **weights)

@@ -16,7 +16,7 @@ import mindspore.nn as nn
 import pytest
 
 import export
-from src.evaluate import load_network
+from src.checkpoint import load_network
 from src.infer import mindir_io
 from src.model_utils.config import get_config
 from src.models import create_model_from_config, input_shape

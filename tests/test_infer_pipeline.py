@@ -2,8 +2,8 @@
 ``python -m src.infer``, postprocess.py) must reproduce eval.py exactly.
 
 Preprocessing is the evaluation pipeline of src/data, so the classifier's count of correct images
-must be *equal* to ``evaluate_classifier``'s on the same checkpoint and data, and ConvLSTM's MSE
-the same as ``evaluate_video``'s. The latency file must exist and parse.
+must be *equal* to the classification task's ``evaluate`` on the same checkpoint and data, and ConvLSTM's MSE
+the same as the video task's. The latency file must exist and parse.
 """
 import os
 import re
@@ -21,7 +21,9 @@ from postprocess import postprocess
 from preprocess import preprocess
 from src.data import create_dataset_from_config
 from src.data.moving_mnist import write_mnist_test_seq
-from src.evaluate import evaluate_classifier, evaluate_video, load_network, predict_batches
+from src.checkpoint import load_network
+from src.evaluate import predict_batches
+from src.tasks import create_task
 from src.infer import TIME_FILE, parse_latency_file, run_inference
 from src.model_utils.config import get_config
 from src.trainer import train
@@ -64,7 +66,7 @@ def test_classifier_cpu_pipeline_equals_eval(cifar_dir, tmp_path, capsys):
     # eval.py's way: the CPU network (im2col convs), the eval pipeline at batch 8
     eval_cfg = get_config(common + ["--eval_batch_size", "8"])
     net = load_network(eval_cfg, ckpt)[0]
-    expected = evaluate_classifier(eval_cfg, net, create_dataset_from_config(eval_cfg, "eval"), log=None)
+    expected = create_task(eval_cfg).evaluate(net, create_dataset_from_config(eval_cfg, "eval"), log=None)
     total = expected["num_samples"]
     correct = int(round(expected["top_1_accuracy"] * total))
     logits = np.concatenate([out for out, _ in predict_batches(net, create_dataset_from_config(eval_cfg, "eval"))])
@@ -117,8 +119,8 @@ def test_convlstm_cpu_pipeline_equals_eval(tmp_path, capsys):
                       test_file, "--eval_batch_size", "4"])
     ckpt = random_checkpoint(cfg, str(tmp_path / "convlstm.ckpt"))
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    expected = evaluate_video(cfg, load_network(cfg, ckpt)[0], create_dataset_from_config(cfg, "eval"),
-                              log=None)
+    expected = create_task(cfg).evaluate(load_network(cfg, ckpt)[0], create_dataset_from_config(cfg, "eval"),
+                                         log=None)
     assert expected["num_samples"] == 6
 
     assert export.main(["--config_path", str(config), "--ckpt_file", ckpt,

@@ -58,7 +58,8 @@ def test_every_flag_is_accepted(readme):
     known = all_config_keys() | {"config_path", "help"}
     known |= script_keys("preprocess") | script_keys("postprocess")
     known |= {"mindir_path", "input0_path", "output_path", "time_path", "warmup",  # src.infer
-              "out_dir", "test_sequences", "seed"}  # src.data.demo_data
+              "out_dir", "test_sequences", "seed",  # src.data.demo_data
+              "raw"}  # src.darknet_weights (its other flags are config keys)
     flags = set(re.findall(r"(?<![\w-])--([a-z][a-z0-9_]*)", text(readme)))
     flags -= {"key", "bogus"}  # the README's syntax example (--key value) and its error example
     assert len(flags) > 10

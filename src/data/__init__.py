@@ -23,8 +23,9 @@ def create_dataset(name, data_path, split, batch_size, **kwargs):
     raise ValueError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)}")
 
 
-def dataset_kwargs(cfg, split):
-    """Builder arguments for ``split`` from a config (the keys each data set understands)."""
+def dataset_kwargs(cfg, split, class_names=None):
+    """Builder arguments for ``split`` from a config (the keys each data set understands).
+    ``class_names`` (e.g. stored in a checkpoint) replace the config's as the label order."""
     num_samples = (cfg.num_samples if split == "train" else cfg.eval_num_samples) or None
     common = dict(num_parallel_workers=cfg.num_parallel_workers or None, num_samples=num_samples)
     if cfg.dataset == "moving_mnist":
@@ -39,21 +40,26 @@ def dataset_kwargs(cfg, split):
         return dict(kwargs, num_sequences=cfg.eval_num_samples or None)
     kwargs = dict(common, image_size=cfg.image_size, augment=cfg.augment, hflip=cfg.hflip)
     if cfg.dataset != "cifar10":
-        kwargs["class_names"] = cfg.get("class_names") or None
+        kwargs["class_names"] = class_names or cfg.get("class_names") or None
         kwargs["min_crop_scale"] = cfg.min_crop_scale
     return kwargs
 
 
-def create_dataset_from_config(cfg, split, shard_id=None, num_shards=None, start_epoch=0):
+def create_dataset_from_config(cfg, split, shard_id=None, num_shards=None, start_epoch=0,
+                               data_path=None, batch_size=None, class_names=None):
     """The pipeline of ``split`` ('train', 'eval', or 'val': Moving MNIST's validation sequences
-    generated from the training digits); ``start_epoch`` (training resumed after that many epochs)
-    lets generated data sets continue their per-epoch sequence."""
-    path = cfg.data_path if split in ("train", "val") else (cfg.eval_data_path or cfg.data_path)
-    batch = cfg.batch_size if split == "train" else (cfg.eval_batch_size or cfg.batch_size)
+    generated from the training digits) as the config describes it; ``start_epoch`` (training
+    resumed after that many epochs) lets generated data sets continue their per-epoch sequence.
+
+    ``data_path``, ``batch_size`` and ``class_names`` replace the config's values for this call
+    (the config itself is read-only): e.g. preprocess.py reads its own data folder at batch 1 in
+    the label order stored in a checkpoint."""
+    default_path = cfg.data_path if split in ("train", "val") else (cfg.eval_data_path or cfg.data_path)
+    path = data_path or default_path
+    batch = batch_size or (cfg.batch_size if split == "train" else (cfg.eval_batch_size or cfg.batch_size))
+    kwargs = dataset_kwargs(cfg, split, class_names)
     if num_shards and num_shards > 1:
-        kwargs = dict(dataset_kwargs(cfg, split), shard_id=shard_id, num_shards=num_shards)
-    else:
-        kwargs = dataset_kwargs(cfg, split)
+        kwargs.update(shard_id=shard_id, num_shards=num_shards)
     if cfg.dataset == "moving_mnist" and split == "train":
         kwargs["start_epoch"] = start_epoch
     return create_dataset(cfg.dataset, path, split, batch, **kwargs)

@@ -50,26 +50,25 @@ def read_idx_labels(path):
     return _read(path, LABELS_MAGIC, 2, "labels")
 
 
+def _write(path, magic, array, ndim, what):
+    """Write a uint8 array of ``ndim`` dimensions as an idx file (header: magic, then each size)."""
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or array.ndim != ndim:
+        raise ValueError(f"write_idx_{what} expects a {ndim}-d uint8 array, got {array.dtype} "
+                         f"{array.shape}")
+    with _open(path, "wb") as f:
+        f.write(struct.pack(f">{1 + ndim}i", magic, *array.shape))
+        f.write(np.ascontiguousarray(array).tobytes())
+
+
 def write_idx_images(path, images):
     """Write a (N, rows, cols) uint8 array as an idx3 file (gzip-compressed if path ends in .gz)."""
-    images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 3:
-        raise ValueError(f"write_idx_images expects a (N, rows, cols) uint8 array, got "
-                         f"{images.dtype} {images.shape}")
-    with _open(path, "wb") as f:
-        f.write(struct.pack(">4i", IMAGES_MAGIC, *images.shape))
-        f.write(np.ascontiguousarray(images).tobytes())
+    _write(path, IMAGES_MAGIC, images, 3, "images")
 
 
 def write_idx_labels(path, labels):
     """Write a (N,) uint8 array as an idx1 file (gzip-compressed if path ends in .gz)."""
-    labels = np.asarray(labels)
-    if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise ValueError(f"write_idx_labels expects a (N,) uint8 array, got {labels.dtype} "
-                         f"{labels.shape}")
-    with _open(path, "wb") as f:
-        f.write(struct.pack(">2i", LABELS_MAGIC, labels.shape[0]))
-        f.write(labels.tobytes())
+    _write(path, LABELS_MAGIC, labels, 1, "labels")
 
 
 def find_idx_file(folder, name):

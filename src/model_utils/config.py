@@ -29,6 +29,8 @@ from src.model_utils.errors import UserError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULTS_FILE = os.path.join(REPO_ROOT, "config", "default.yaml")
+# the config an entry script reads when no --config_path is given (one place for all of them)
+DEFAULT_CONFIG = "config/cifar10_config_cpu.yaml"
 BASE_KEY = "__base__"
 
 
@@ -37,7 +39,12 @@ class ConfigError(UserError):
 
 
 class Config(dict):
-    """A flat dict whose keys are also attributes (``cfg.batch_size``)."""
+    """A flat, read-only dict whose keys are also attributes (``cfg.batch_size``).
+
+    The config of a run is what was asked for, so nothing changes it after :func:`get_config`:
+    values derived later (class names from a checkpoint, another data folder) are passed as
+    arguments, and :meth:`replace` makes a new config where one is really needed.
+    """
 
     def __getattr__(self, name):
         try:
@@ -45,8 +52,22 @@ class Config(dict):
         except KeyError:
             raise AttributeError(f"config has no key '{name}'") from None
 
-    def __setattr__(self, name, value):
-        self[name] = value
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("the config is read-only after get_config(): pass derived values as "
+                        "arguments, or make a new config with cfg.replace(key=value)")
+
+    __setattr__ = __setitem__ = __delitem__ = _read_only
+    update = pop = popitem = setdefault = clear = _read_only
+
+    def replace(self, **changes):
+        """A new config with ``changes`` applied (existing keys only)."""
+        unknown = [k for k in changes if k not in self]
+        if unknown:
+            raise KeyError(f"config has no key(s) {unknown}")
+        return Config({**self, **changes})
+
+    def __reduce__(self):
+        return Config, (dict(self),)
 
     def __repr__(self):
         return "\n".join(f"{k}: {v!r}" for k, v in sorted(self.items()))
@@ -175,8 +196,9 @@ def _format_help(path, values, helps, choices):
     return "\n".join(lines)
 
 
-def get_config(argv=None, default_config=None, script_defaults=None, script_helps=None):
-    """Build the run's config from ``--config_path`` (or ``default_config``) and CLI overrides.
+def get_config(argv=None, default_config=DEFAULT_CONFIG, script_defaults=None, script_helps=None):
+    """Build the run's (read-only) config from ``--config_path`` (or ``default_config``) and CLI
+    overrides.
 
     ``script_defaults`` ({key: value}) replace the YAML values (type-checked against them) and may
     add script-only keys; command-line options override both. ``script_helps`` ({key: text}):
@@ -207,9 +229,7 @@ def get_config(argv=None, default_config=None, script_defaults=None, script_help
     for key, allowed in choices.items():
         if key in values and values[key] not in allowed:
             raise ConfigError(f"'{key}' must be one of {allowed}, got {values[key]!r}")
-    cfg = Config(values)
-    cfg["config_path"] = os.path.abspath(path)
-    return cfg
+    return Config(values, config_path=os.path.abspath(path))
 
 
 def save_config(cfg, directory, name="config.yaml"):
