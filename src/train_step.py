@@ -37,3 +37,10 @@ class ClipGradTrainOneStepCell(nn.TrainOneStepCell):
         grads = self.grad_reducer(grads)
         grads = ops.clip_by_global_norm(grads, self.scaled_clip_norm)
         return ops.depend(loss, self.optimizer(grads))
+
+
+def clipped_train_network(network, loss_fn, optimizer, clip_norm, loss_scale=1.0):
+    """``Model``-ready training cell: ``network`` + ``loss_fn``, gradients clipped to ``clip_norm``.
+    fp32 only (mixed precision would need the cast handling ``Model`` does for its own cell)."""
+    return ClipGradTrainOneStepCell(nn.WithLossCell(network, loss_fn), optimizer, clip_norm,
+                                    loss_scale)

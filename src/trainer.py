@@ -12,7 +12,7 @@ import mindspore as ms
 import mindspore.dataset as ds
 from mindspore.train import CheckpointConfig, FixedLossScaleManager, Model, ModelCheckpoint
 
-from src.callbacks import TrainMonitor
+from src.callbacks import TrainMonitor, ValidationMonitor
 from src.checkpoint import CHECKPOINT_INFO, checkpoint_epoch, checkpoint_meta, read_checkpoint, resume_state
 from src.data import create_dataset_from_config
 from src.lr_scheduler import create_lr
@@ -22,6 +22,7 @@ from src.model_utils.errors import UserError
 from src.models import create_model_from_config
 from src.optimizer import create_optimizer
 from src.tasks import create_task
+from src.train_step import clipped_train_network
 from src.transfer import apply_pretrained, trainable_params
 
 
@@ -83,8 +84,15 @@ def train(cfg):
                                  filter_bias_and_bn=cfg.filter_bias_and_bn,
                                  rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps)
     amp_level = cfg.amp_level if cfg.device_target != "CPU" else "O0"
-    model = Model(network, loss_fn=task.create_loss(), optimizer=optimizer, amp_level=amp_level,
-                  loss_scale_manager=scale_manager)
+    if cfg.grad_clip_norm > 0:
+        if amp_level != "O0":
+            raise UserError(f"grad_clip_norm needs fp32 training: pass --amp_level O0 (or "
+                            f"--grad_clip_norm 0 to train with amp_level {amp_level})")
+        model = Model(clipped_train_network(network, task.create_loss(), optimizer,
+                                            cfg.grad_clip_norm, loss_scale))
+    else:
+        model = Model(network, loss_fn=task.create_loss(), optimizer=optimizer,
+                      amp_level=amp_level, loss_scale_manager=scale_manager)
     if cfg.resume:
         resume_state(cfg.resume, resume_params, network, optimizer, cfg.model_name)
 
@@ -94,8 +102,9 @@ def train(cfg):
                               progress=None if cfg.progress_bar == "auto" else cfg.progress_bar == "on")]
     if is_main:
         os.makedirs(ckpt_dir, exist_ok=True)
-        if history and not cfg.resume and os.path.exists(history):
-            os.remove(history)
+        for old in (history, os.path.join(out_dir, LEARNING_CURVE)):
+            if old and not cfg.resume and os.path.exists(old):
+                os.remove(old)
         save_config(cfg, out_dir)
         append = list(CHECKPOINT_INFO) + [checkpoint_meta(cfg.model_name, class_names)]
         ckpt_cfg = CheckpointConfig(save_checkpoint_steps=steps_per_epoch * cfg.save_checkpoint_epochs,
@@ -104,6 +113,10 @@ def train(cfg):
         print(f"training {cfg.model_name} on {cfg.dataset} ({steps_per_epoch} steps/epoch x "
               f"{cfg.epoch_size} epochs, batch {cfg.batch_size} x {group_size} rank(s), "
               f"device {cfg.device_target}); outputs in {out_dir}", flush=True)
+
+    validation = validation_monitor(cfg, task, network, out_dir, is_main, class_names)
+    if validation:
+        callbacks.insert(1, validation)
 
     # 7. train
     sink = cfg.dataset_sink_mode and cfg.device_target != "CPU"
@@ -115,4 +128,31 @@ def train(cfg):
         print(f"training done in {elapsed:.1f} s; checkpoints in {ckpt_dir}", flush=True)
     return {"output_dir": out_dir, "checkpoint_dir": ckpt_dir, "seconds": elapsed,
             "rank": rank, "group_size": group_size, "network": network,
-            "steps_per_epoch": steps_per_epoch}
+            "steps_per_epoch": steps_per_epoch,
+            "best_checkpoint": validation.best_file if validation and validation.best_epoch else None,
+            "stopped_early": bool(validation and validation.stopped_early)}
+
+
+LEARNING_CURVE = "learning_curve.jsonl"
+BEST_CHECKPOINT = "best.ckpt"
+
+
+def validation_monitor(cfg, task, network, out_dir, is_main, class_names=None):
+    """The validation callback (None when ``eval_interval`` is 0): every rank validates on the
+    whole validation split (identical weights give identical losses, so every rank takes the same
+    early-stop decision); rank 0 writes ``learning_curve.jsonl``, ``best.ckpt`` (the network with
+    the lowest validation loss, in the run folder, outside the checkpoints/ rotation) and
+    ``learning_curve.png``."""
+    if cfg.eval_interval <= 0:
+        if cfg.patience > 0:
+            raise UserError("patience (early stopping) needs validation: pass --eval_interval N")
+        return None
+    val_dataset = create_dataset_from_config(cfg, "val")
+    records = os.path.join(out_dir, LEARNING_CURVE) if is_main else None
+    return ValidationMonitor(
+        lambda net: task.validate(net, val_dataset), network, cfg.eval_interval, cfg.epoch_size,
+        records_file=records, best_file=os.path.join(out_dir, BEST_CHECKPOINT) if is_main else None,
+        patience=cfg.patience, checkpoint_meta=checkpoint_meta(cfg.model_name, class_names),
+        on_end=(lambda: task.save_learning_curve(records, os.path.join(out_dir, "learning_curve.png")))
+        if is_main else None,
+        log=print if is_main else None)

@@ -219,3 +219,11 @@ def test_unequal_kernels_are_not_fused_and_need_no_conversion():
     assert not any(cell.fused for cell in net.encoder)
     params = {p.name: p for p in net.get_parameters()}
     assert convert_legacy_params(params, net).keys() == params.keys()
+
+
+def test_checkpoint_loader_converts_old_layouts_through_the_model_hook():
+    from src.checkpoint import adapt_params
+    old = tiny(fuse_gates=False)
+    params = {p.name: p for p in old.get_parameters()}
+    adapted = adapt_params(params, tiny(), "convlstm")
+    assert "encoder.0.conv_xh.weight" in adapted and "encoder.0.conv_x.weight" not in adapted
