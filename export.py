@@ -18,12 +18,14 @@
 * MINDIR is portable (CPU/GPU/Ascend, ``nn.GraphCell(ms.load(f))``, ascend310_infer). ONNX runs in
   onnxruntime (opset 11). AIR can only be produced with the Ascend backend
   (``--device_target Ascend``); elsewhere export.py stops with a one-line error.
+* The file is written under a temporary name and renamed when complete: a full disk or a
+  read-only folder is a one-line error and leaves neither a temporary nor a half-written file.
 """
 import os
 import sys
 
 from src.model_utils.config import get_config
-from src.model_utils.errors import UserError, exit_on_user_error
+from src.model_utils.errors import UserError, exit_on_user_error, writing
 
 EXPORT_DEFAULTS = {"batch_size": 1}
 EXTENSIONS = {"MINDIR": ".mindir", "ONNX": ".onnx", "AIR": ".air"}
@@ -64,14 +66,18 @@ def export_network(cfg, log=print):
     net, meta = load_network(cfg, cfg.ckpt_file, export=True)
     shape = create_task(cfg).input_shape(cfg.batch_size)
     dummy = ms.Tensor(np.zeros(shape, np.float32))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if fmt == "ONNX":
-        from mindspore.onnx import export as onnx_export
-        onnx_export(net, dummy, file_name=path, input_names=["input"], output_names=["output"])
-    else:
-        ms.export(net, dummy, file_name=path[: -len(EXTENSIONS[fmt])], file_format=fmt)
-    if not os.path.isfile(path):
-        raise UserError(f"export to {fmt} did not write {path}")
+    ext = EXTENSIONS[fmt]
+    tmp = path[: -len(ext)] + ".tmp" + ext  # MindSpore adds the extension to MINDIR/AIR names
+    with writing(path, partial=[tmp]):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if fmt == "ONNX":
+            from mindspore.onnx import export as onnx_export
+            onnx_export(net, dummy, file_name=tmp, input_names=["input"], output_names=["output"])
+        else:
+            ms.export(net, dummy, file_name=tmp[: -len(ext)], file_format=fmt)
+        if not os.path.isfile(tmp):
+            raise UserError(f"export to {fmt} did not write {path}")
+        os.replace(tmp, path)
     if log:
         log(f"exported {cfg.model_name} ({meta['ckpt_file']}) as {fmt}, input {tuple(shape)} float32")
         log(path)

@@ -28,7 +28,6 @@ Sections (``--only peak,train,data,export``):
 All data are synthetic. Timings on a shared machine are noisy: run when ``uptime`` shows a low
 load, repeat, keep the best run.
 """
-import argparse
 import json
 import os
 import platform
@@ -46,6 +45,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.flops import (FORWARD_FLOPS,  # noqa: E402
                               training_flops)
+from src.model_utils.errors import ArgumentParser, exit_on_user_error  # noqa: E402
 
 SECTIONS = ("peak", "train", "data", "export")
 
@@ -573,8 +573,9 @@ def markdown_table(result):
     return "\n".join(lines)
 
 
+@exit_on_user_error
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (for the test), ~30 s")
     parser.add_argument("--out", default="", help="write the results as JSON to this file")
     parser.add_argument("--markdown", action="store_true", help="also print the tables as markdown")

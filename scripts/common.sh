@@ -7,14 +7,16 @@
 #     --eval_data_path, --output_dir, --resume, --pre_trained, --ckpt_file, --result_dir among the
 #     extra arguments) are resolved against the directory you call the launcher from;
 #   * the config and the extra `--key value` arguments are checked by the repo's own config parser
-#     before anything starts (unknown key, wrong type -> one line, exit 1);
+#     before anything starts (unknown key, wrong type -> one line, exit 2);
 #   * a relative output_dir in the config is relative to the repository root (as when running
 #     `python train.py` from there); logs go to <output_dir>/logs/<launcher>/... unless RUN_DIR is
 #     set; each process runs inside its own log folder (Ascend writes kernel_meta/ etc. there);
 #   * extra `--key value` arguments are passed through to train.py / eval.py after the launcher's
 #     own ones, so they win;
 #   * environment knobs: DRY_RUN=1 prints the commands instead of running them (nothing is created);
-#     RUN_DIR=<folder> sets the log folder; PYTHON=<interpreter> (default: python on PATH).
+#     RUN_DIR=<folder> sets the log folder; PYTHON=<interpreter> (default: python on PATH);
+#   * exit status: 2 for a usage or input error (one line on stderr, nothing started; the same
+#     status as train.py / eval.py give for bad input), 1 when the started run itself failed.
 
 set -euo pipefail
 
@@ -26,12 +28,19 @@ PATH_KEYS=" data_path eval_data_path output_dir resume pre_trained ckpt_file res
 EXTRA_ARGS=()
 LAUNCHED_PIDS=()
 
+# die MESSAGE: a usage or input error, found before anything started: one line, exit 2
 die() {
+    echo "error: $*" >&2
+    exit 2
+}
+
+# run_failed MESSAGE: the started training / evaluation failed: one line, exit 1
+run_failed() {
     echo "error: $*" >&2
     exit 1
 }
 
-# usage "<usage line>" "<more text>": print to stderr and exit 1 (exit 0 for -h/--help)
+# usage "<usage line>" "<more text>": print to stderr and exit 2 (exit 0 for -h/--help)
 usage() {
     if [ "${USAGE_STATUS:-1}" = 0 ]; then
         echo "usage: $1"
@@ -40,7 +49,7 @@ usage() {
     fi
     echo "usage: $1" >&2
     [ $# -lt 2 ] || echo "$2" >&2
-    exit 1
+    exit 2
 }
 
 # wants_help "$@": true when the first argument is -h or --help
@@ -120,7 +129,7 @@ resolve_extra_args() {
 }
 
 # config_output_dir ARGS...: check train.py/eval.py arguments (--config_path FILE --key value ...)
-# with the repo's own parser (one line on error, exit 1) and print the absolute output_dir; a
+# with the repo's own parser (one line on error, exit 2) and print the absolute output_dir; a
 # relative output_dir is relative to the repository root, as when train.py runs from there.
 config_output_dir() {
     (cd "$REPO_ROOT" && "$PYTHON" - "$@" <<'PY'
@@ -135,19 +144,22 @@ try:
     cfg = get_config(sys.argv[1:])
 except UserError as exc:
     print(f"error: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(2)
 print(os.path.abspath(os.path.expanduser(cfg.output_dir)))
 PY
-    ) || exit 1
+    ) || exit 2
 }
 
-# check_run NAME ARGS...: check the arguments (see config_output_dir); sets OUTPUT_DIR and LOG_DIR
-# (RUN_DIR when set, else <output_dir>/logs/NAME).
+# check_run NAME ARGS...: check the arguments (see config_output_dir); sets OUTPUT_DIR, LOG_DIR
+# (RUN_DIR when set, else <output_dir>/logs/NAME) and RUN_ARGS = ARGS + --output_dir OUTPUT_DIR:
+# the processes run inside LOG_DIR, where a relative output_dir of the config would land
+# otherwise, so they get the absolute one the launcher reports.
 check_run() {
     local name="$1"
     shift
     need_python
     OUTPUT_DIR="$(config_output_dir "$@")"
+    RUN_ARGS=("$@" --output_dir "$OUTPUT_DIR")
     if [ -n "${RUN_DIR:-}" ]; then
         LOG_DIR="$(abs_path "$RUN_DIR")"
     else
@@ -238,14 +250,14 @@ train_one_main() {
     local log="$LOG_DIR/log.txt"
     if [ "$target" = CPU ]; then
         local status=0
-        launch fg "$LOG_DIR" "$log" "$PYTHON" "$REPO_ROOT/train.py" "${args[@]}" || status=$?
+        launch fg "$LOG_DIR" "$log" "$PYTHON" "$REPO_ROOT/train.py" "${RUN_ARGS[@]}" || status=$?
         is_dry_run && return 0
-        [ "$status" -eq 0 ] || die "training failed (exit status $status): see $log"
+        [ "$status" -eq 0 ] || run_failed "training failed (exit status $status): see $log"
         echo "log: $log"
         echo "checkpoints, config.yaml and loss_history.jsonl: $OUTPUT_DIR"
     else
         launch bg "$LOG_DIR" "$log" env DEVICE_ID="$device_id" RANK_ID=0 RANK_SIZE=1 \
-            "$PYTHON" "$REPO_ROOT/train.py" "${args[@]}"
+            "$PYTHON" "$REPO_ROOT/train.py" "${RUN_ARGS[@]}"
         is_dry_run && return 0
         echo "training started in the background (pid ${LAUNCHED_PIDS[*]}) on $target device $device_id"
         echo "log: $log   (follow it with: tail -f $log)"
@@ -287,10 +299,10 @@ eval_main() {
     check_run "$name" "${args[@]}"
     dry_run_banner
     local log="$LOG_DIR/log.txt" status=0
-    local cmd=("$PYTHON" "$REPO_ROOT/eval.py" "${args[@]}")
+    local cmd=("$PYTHON" "$REPO_ROOT/eval.py" "${RUN_ARGS[@]}")
     [ "$target" = CPU ] || cmd=(env DEVICE_ID="$device_id" RANK_ID=0 RANK_SIZE=1 "${cmd[@]}")
     launch fg "$LOG_DIR" "$log" "${cmd[@]}" || status=$?
     is_dry_run && return 0
-    [ "$status" -eq 0 ] || die "evaluation failed (exit status $status): see $log"
+    [ "$status" -eq 0 ] || run_failed "evaluation failed (exit status $status): see $log"
     echo "log: $log"
 }

@@ -27,7 +27,8 @@ if wants_help "$@"; then USAGE_STATUS=0 usage "$LINE" "$MORE"; fi
 RANK_TABLE="$(abs_path "$1")"
 need_python
 
-# Prints "RANK_SIZE n" then "DEVICE_ID RANK_ID" per device of this server; one error line otherwise.
+# Prints "RANK_SIZE n" then "DEVICE_ID RANK_ID" per device of this server; one error line
+# (exit 2) otherwise.
 read_rank_table() {
     HOST_ADDRESSES="$(hostname -I 2>/dev/null || true) $(hostname 2>/dev/null || true)" \
     "$PYTHON" - "$1" <<'PY'
@@ -42,12 +43,12 @@ FORMAT = ('expected the HCCL format {"server_list": [{"server_id": ..., "device"
 
 def fail(message):
     print(f"error: rank table {path}: {message}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(2)
 
 
 if not os.path.isfile(path):
     print(f"error: rank table not found: {path}", file=sys.stderr)
-    sys.exit(1)
+    sys.exit(2)
 try:
     with open(path, encoding="utf-8") as f:
         table = json.load(f)
@@ -56,6 +57,9 @@ except (ValueError, UnicodeDecodeError) as exc:
 servers = table.get("server_list") if isinstance(table, dict) else None
 if not isinstance(servers, list) or not servers:
     fail(f"no servers in server_list; {FORMAT}")
+count = table.get("server_count")
+if count is not None and str(count) != str(len(servers)):
+    fail(f"server_count is {count} but server_list has {len(servers)} server(s): regenerate the table")
 entries = []  # (server index, device_id, rank_id)
 for i, server in enumerate(servers):
     devices = server.get("device") if isinstance(server, dict) else None
@@ -63,9 +67,12 @@ for i, server in enumerate(servers):
         fail(f"server_list[{i}] has no device list; {FORMAT}")
     for j, dev in enumerate(devices):
         try:
-            entries.append((i, int(dev["device_id"]), int(dev["rank_id"])))
+            device, rank = int(dev["device_id"]), int(dev["rank_id"])
         except (TypeError, KeyError, ValueError):
-            fail(f"server_list[{i}].device[{j}] needs integer device_id and rank_id, got {json.dumps(dev)}")
+            device = rank = -1
+        if device < 0 or rank < 0:
+            fail(f"server_list[{i}].device[{j}] needs integer device_id and rank_id >= 0, got {json.dumps(dev)}")
+        entries.append((i, device, rank))
 ranks = sorted(rank for _, _, rank in entries)
 if ranks != list(range(len(entries))):
     fail(f"rank_id values must be 0..{len(entries) - 1}, each once; got {ranks}")
@@ -89,7 +96,7 @@ for s, device, rank in entries:
 PY
 }
 
-TABLE_LINES="$(read_rank_table "$RANK_TABLE")" || exit 1
+TABLE_LINES="$(read_rank_table "$RANK_TABLE")" || exit 2
 RANK_SIZE="$(echo "$TABLE_LINES" | sed -n '1s/^RANK_SIZE //p')"
 
 take_config_and_data "$2" "$3"
@@ -104,7 +111,7 @@ echo "rank table $RANK_TABLE: RANK_SIZE=$RANK_SIZE, $(($(echo "$TABLE_LINES" | w
 while read -r device_id rank_id; do
     launch bg "$LOG_DIR/rank_$rank_id" "$LOG_DIR/rank_$rank_id/log.txt" \
         env RANK_TABLE_FILE="$RANK_TABLE" RANK_SIZE="$RANK_SIZE" RANK_ID="$rank_id" \
-        DEVICE_ID="$device_id" "$PYTHON" "$REPO_ROOT/train.py" "${ARGS[@]}"
+        DEVICE_ID="$device_id" "$PYTHON" "$REPO_ROOT/train.py" "${RUN_ARGS[@]}"
 done < <(echo "$TABLE_LINES" | tail -n +2)
 
 is_dry_run && exit 0

@@ -35,7 +35,7 @@ dry_run_banner
 
 launch bg "$LOG_DIR" "$LOG_DIR/log.txt" \
     "$MPIRUN" -n "$RANK_SIZE" --allow-run-as-root --output-filename "$LOG_DIR/mpi_log" \
-    --merge-stderr-to-stdout "$PYTHON" "$REPO_ROOT/train.py" "${ARGS[@]}"
+    --merge-stderr-to-stdout "$PYTHON" "$REPO_ROOT/train.py" "${RUN_ARGS[@]}"
 is_dry_run && exit 0
 echo "mpirun started in the background (pid ${LAUNCHED_PIDS[*]}) with $RANK_SIZE rank(s)"
 echo "logs: $LOG_DIR/log.txt (all ranks), $LOG_DIR/mpi_log/1/rank.N/stdout (one per rank)"

@@ -78,8 +78,8 @@ STATUS=0
 launch fg "$LOG_DIR" "$LOG_DIR/msrun.log" env -u RANK_TABLE_FILE \
     "$MSRUN" --worker_num="$RANK_SIZE" --local_worker_num="$RANK_SIZE" --master_port="$MASTER_PORT" \
     --log_dir="$LOG_DIR" --join=True --cluster_time_out="$CLUSTER_TIME_OUT" --tail_worker_log=0 \
-    "$REPO_ROOT/train.py" "${ARGS[@]}" || STATUS=$?
+    "$REPO_ROOT/train.py" "${RUN_ARGS[@]}" || STATUS=$?
 is_dry_run && exit 0
 echo "logs: $LOG_DIR/worker_N.log (N = 0..$((RANK_SIZE - 1))), msrun: $LOG_DIR/scheduler.log"
-[ "$STATUS" -eq 0 ] || die "msrun ended with status $STATUS: see the worker logs above"
+[ "$STATUS" -eq 0 ] || run_failed "msrun ended with status $STATUS: see the worker logs above"
 echo "checkpoints, config.yaml and loss_history.jsonl (rank 0 only): $OUTPUT_DIR"

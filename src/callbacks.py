@@ -21,6 +21,10 @@ class TrainMonitor(Callback):
     each epoch ``epoch time: ... ms, per step time: ... ms``; draws a progress bar on a terminal;
     appends every step's loss to ``history_file`` (JSON lines) when given.
 
+    With data sinking (GPU / Ascend, ``dataset_sink_mode``) MindSpore runs a whole epoch per call
+    and reports once, at its end: the epoch's time is then divided by the steps it covered, and
+    the log and history get one line per epoch.
+
     Args:
         steps_per_epoch (int): steps in one epoch (for the progress display).
         log_interval (int): steps between log lines (0: only the last step of each epoch).
@@ -40,24 +44,28 @@ class TrainMonitor(Callback):
         self.lr = lr_per_step
         self.epoch_start = self.step_start = 0.0
         self.step_times, self.losses = [], []
+        self.steps_seen = 0  # steps of the current epoch reported so far
 
     def on_train_epoch_begin(self, run_context):
         self.epoch_start = time.time()
         self.step_times, self.losses = [], []
+        self.steps_seen = 0
 
     def on_train_step_begin(self, run_context):
         self.step_start = time.time()
 
     def on_train_step_end(self, run_context):
         cb = run_context.original_args()
-        self.step_times.append(time.time() - self.step_start)
+        step = (cb.cur_step_num - 1) % self.steps_per_epoch + 1
+        covered = max(1, step - self.steps_seen)  # > 1 when the device ran a sink of steps
+        self.steps_seen = step
+        self.step_times.append((time.time() - self.step_start) / covered)
         loss = _loss_value(cb.net_outputs)
         self.losses.append(loss)
-        step = (cb.cur_step_num - 1) % self.steps_per_epoch + 1
         epoch = cb.cur_epoch_num
         if not np.isfinite(loss):
-            print(f"epoch: {epoch} step: {step}, loss is {loss} (not finite: lower the lr or check "
-                  "the data)", file=self.stream, flush=True)
+            print(f"epoch: {epoch} step: {step}, loss is {loss} (not finite: lower the lr or the "
+                  "loss_scale, or check the data)", file=self.stream, flush=True)
             run_context.request_stop()
         global_step = (epoch - 1) * self.steps_per_epoch + step
         lr = float(self.lr[min(global_step, len(self.lr)) - 1]) if self.lr is not None else None
@@ -81,7 +89,7 @@ class TrainMonitor(Callback):
     def on_train_epoch_end(self, run_context):
         cb = run_context.original_args()
         epoch_ms = 1000 * (time.time() - self.epoch_start)
-        steps = max(1, len(self.step_times))
+        steps = max(1, self.steps_seen)
         # the first step of a run includes graph compilation: leave it out of the per-step time
         steady = self.step_times[1:] if len(self.step_times) > 1 else self.step_times
         per_step = 1000 * float(np.mean(steady)) if steady else 0.0

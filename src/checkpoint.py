@@ -11,36 +11,104 @@ strings of :func:`checkpoint_meta` (model name, class names, format version). Ru
 * checkpoints of an older parameter layout are mapped by the model's ``convert_params`` hook
   (``src/models/__init__.py``) before matching, so they keep loading;
 * our own copies are written atomically (:func:`save_checkpoint_atomic`: ``name.tmp`` in the same
-  folder, then ``os.replace``); :func:`latest_checkpoint` never picks such a temporary file.
+  folder, then ``os.replace``); :func:`latest_checkpoint` never picks such a temporary file, and
+  :func:`remove_orphan_tmp` deletes the ones a killed run left;
+* integrity: every checkpoint is saved with MindSpore's CRC32 (``crc_check=True``) and
+  :func:`read_checkpoint` checks it (:func:`crc_status`); a checkpoint without a CRC (written by an
+  older version) still loads, unchecked;
+* resuming (:func:`check_resume`, :func:`resume_state`): the model, then the shapes, then the
+  epoch are checked; another optimizer's state is reported in one line; the learning-rate
+  position is re-mapped to this run's steps per epoch.
 """
+import binascii
+import contextlib
+import glob
 import json
+import logging
 import os
 
 import mindspore as ms
+from mindspore.train import ModelCheckpoint
 
-from src.model_utils.errors import UserError
+from src.model_utils.errors import UserError, atomic_write_text, os_error_message, writing
 from src.models import create_model_from_config, get_model_spec
 
 CHECKPOINT_INFO = ("epoch_num", "step_num")
 FORMAT_VERSION = "1"
 # MindSpore appends ".ckpt" to a name without it, so a temporary checkpoint is "<name>.tmp.ckpt"
 TMP_SUFFIX = ".tmp.ckpt"
+# MindSpore itself writes "<name>.tmp" and renames it to "<name>.ckpt" when complete
+TMP_PATTERNS = ("*.tmp", "*" + TMP_SUFFIX)
+# MindSpore's ".ckpt" integrity record: b"crc_num" + the CRC32 of the rest, 10 bytes big-endian
+CRC_MARK = b"crc_num"
+CRC_TAIL = len(CRC_MARK) + 10
 
 
-def checkpoint_meta(model_name, class_names=None):
-    """Strings stored inside every checkpoint, so eval/export/inference know what they load."""
+def checkpoint_meta(model_name, class_names=None, optimizer=None):
+    """Strings stored inside every checkpoint, so eval/export/inference (and a resumed run: the
+    optimizer whose state it holds) know what they load."""
     meta = {"model_name": model_name, "format_version": FORMAT_VERSION}
     if class_names is not None:
         meta["class_names"] = json.dumps(list(class_names))
+    if optimizer is not None:
+        meta["optimizer"] = optimizer
     return meta
 
 
+def crc_status(path):
+    """``"ok"``, ``"bad"`` (the content does not match its CRC32: a flipped bit, a bad copy) or
+    ``"none"`` (saved without ``crc_check``; nothing to check)."""
+    with open(path, "rb") as f:
+        content = f.read()
+    if len(content) < CRC_TAIL or content[-CRC_TAIL:-10] != CRC_MARK:
+        return "none"
+    stored = int.from_bytes(content[-10:], byteorder="big")
+    return "ok" if binascii.crc32(content[:-CRC_TAIL]) == stored else "bad"
+
+
+class _DropRecords(logging.Filter):
+    def __init__(self, prefixes):
+        super().__init__()
+        self.prefixes = tuple(prefixes)
+
+    def filter(self, record):
+        return not str(record.msg).startswith(self.prefixes)
+
+
+@contextlib.contextmanager
+def quiet_mindspore_log(*prefixes):
+    """Drop MindSpore's own log lines starting with ``prefixes`` while the block runs: the failure
+    they announce is reported as our one line instead."""
+    try:
+        from mindspore import log as ms_log
+        logger = ms_log._get_logger()  # pylint: disable=protected-access
+    except Exception:  # pylint: disable=broad-except  (no such logger: nothing to filter)
+        logger = None
+    flt = _DropRecords(prefixes)
+    if logger is not None:
+        logger.addFilter(flt)
+    try:
+        yield
+    finally:
+        if logger is not None:
+            logger.removeFilter(flt)
+
+
 def read_checkpoint(path):
-    """Load a checkpoint file; one-line error when it is missing or not a checkpoint."""
+    """Load a checkpoint file, its CRC32 checked when it has one; one-line error when it is
+    missing, corrupt or not a checkpoint."""
     if not path or not os.path.isfile(path):
         raise UserError(f"checkpoint not found: {path!r} (pass the .ckpt file written by train.py)")
     try:
-        return ms.load_checkpoint(path)
+        status = crc_status(path)
+    except OSError as exc:
+        raise UserError(os_error_message(exc, path) or f"{path}: cannot be read") from None
+    if status == "bad":
+        raise UserError(f"{path} is corrupt: its content does not match the CRC32 saved with it (a "
+                        "flipped bit or an incomplete copy): copy it again or use another checkpoint")
+    try:
+        with quiet_mindspore_log("Failed to read the checkpoint file", "For 'load_checkpoint'"):
+            return ms.load_checkpoint(path, crc_check=status == "ok")
     except (ValueError, RuntimeError, TypeError) as exc:
         raise UserError(f"{path} is not a MindSpore checkpoint: {str(exc).splitlines()[0][:160]}") from None
 
@@ -76,20 +144,9 @@ def adapt_params(params, network, model_name):
 
 def load_matching(network, params, source="checkpoint"):
     """Copy every parameter whose name and shape match; returns (loaded, skipped[(name, why)])."""
-    own = {p.name: p for p in network.get_parameters()}
-    tensors = {k: v for k, v in params.items() if isinstance(v, ms.Parameter)}
-    loaded, skipped, matching = [], [], {}
-    for name, param in own.items():
-        if name not in tensors:
-            skipped.append((name, f"not in the {source}"))
-        elif tuple(tensors[name].shape) != tuple(param.shape):
-            skipped.append((name, f"shape {tuple(tensors[name].shape)} in the {source}, "
-                                  f"{tuple(param.shape)} in the network"))
-        else:
-            matching[name] = tensors[name]
-            loaded.append(name)
-    if matching:
-        ms.load_param_into_net(network, matching, strict_load=False)
+    loaded, skipped = load_matching_check(network, params, source)
+    if loaded:
+        ms.load_param_into_net(network, {name: params[name] for name in loaded}, strict_load=False)
     return loaded, skipped
 
 
@@ -118,29 +175,130 @@ def load_network(cfg, ckpt_file, export=False):
     return net, meta
 
 
-def resume_state(path, params, network, optimizer, model_name):
+def check_resume(path, params, cfg, network=None):
+    """Refuse a checkpoint that cannot continue this run, most telling reason first: another
+    model, then (with ``network``) parameters missing or of other shapes (e.g. other
+    hidden_channels). Returns the epoch the checkpoint ended."""
+    meta = stored_meta(params)
+    if meta.get("model_name") and meta["model_name"] != cfg.model_name:
+        raise UserError(f"{path} holds a {meta['model_name']} model but the config builds "
+                        f"{cfg.model_name}: resume with the config it was trained with")
+    if network is not None:
+        _, skipped = load_matching_check(network, adapt_params(params, network, cfg.model_name))
+        if skipped:
+            name, why = skipped[0]
+            raise UserError(f"{path} does not fit the network of {os.path.basename(cfg.config_path)} "
+                            f"({name}: {why}): resume with the config (e.g. hidden_channels, "
+                            "num_classes) it was trained with")
+    return checkpoint_epoch(params)
+
+
+def load_matching_check(network, params, source="checkpoint"):
+    """What :func:`load_matching` would load and skip, without loading anything."""
+    tensors = {k: v for k, v in params.items() if isinstance(v, ms.Parameter)}
+    loaded, skipped = [], []
+    for param in network.get_parameters():
+        if param.name not in tensors:
+            skipped.append((param.name, f"not in the {source}"))
+        elif tuple(tensors[param.name].shape) != tuple(param.shape):
+            skipped.append((param.name, f"shape {tuple(tensors[param.name].shape)} in the {source}, "
+                                        f"{tuple(param.shape)} in the network"))
+        else:
+            loaded.append(param.name)
+    return loaded, skipped
+
+
+def resume_state(path, params, network, optimizer, model_name, optimizer_name=None,
+                 global_step=None, log=print):
     """Load network + optimizer state (weights, moments, global_step) from the checkpoint
-    ``params`` read from ``path``."""
+    ``params`` read from ``path``.
+
+    ``global_step``: the step this run continues at (epoch x this run's steps per epoch). The
+    stored one differs when the batch size or the number of ranks changed: the learning-rate
+    schedule is then re-mapped to this run's steps (one line says so). An optimizer state the
+    checkpoint lacks (trained with another optimizer) is reported in one line and starts fresh.
+    """
     params = adapt_params(params, network, model_name)
     tensors = {k: v for k, v in params.items() if isinstance(v, ms.Parameter)}
-    missing, _ = ms.load_param_into_net(network, tensors, strict_load=True)
-    if missing:
-        raise UserError(f"{path} does not match this network (missing {missing[:3]}...): "
-                        "resume with the config the checkpoint was trained with")
+    own = {p.name for p in network.get_parameters()}
+    ms.load_param_into_net(network, {k: v for k, v in tensors.items() if k in own}, strict_load=False)
     # the per-step LR list is rebuilt from the config (its length follows epoch_size); the
-    # position in it is the restored global_step
+    # position in it is global_step
     tensors.pop("learning_rate", None)
-    ms.load_param_into_net(optimizer, tensors, strict_load=False)
+    state = [p.name for p in optimizer.get_parameters()
+             if p.name not in own and p.name not in ("learning_rate", "global_step")]
+    missing = [name for name in state if name not in tensors]
+    stored = stored_meta(params).get("optimizer")
+    if missing and log:
+        trained = f"trained with {stored}" if stored else "saved with another optimizer or none"
+        log(f"warning: {path} holds no {optimizer_name or 'optimizer'} state ({trained}): the "
+            f"weights are restored, the optimizer's {len(missing)} state tensors start from zero")
+    ms.load_param_into_net(optimizer, {k: v for k, v in tensors.items() if k != "global_step" or
+                                       global_step is None}, strict_load=False)
+    if global_step is None:
+        return
+    old = int(tensors["global_step"].asnumpy().reshape(-1)[0]) if "global_step" in tensors else None
+    optimizer.global_step.set_data(ms.Tensor([global_step], optimizer.global_step.dtype))
+    if old is not None and old != global_step and log:
+        log(f"note: {path} was saved at step {old}; this run has another number of steps per epoch "
+            f"(batch size or ranks changed): the learning-rate schedule continues at step "
+            f"{global_step}, the start of the next epoch")
+
+
+def remove_orphan_tmp(ckpt_dir):
+    """Delete the temporary checkpoint files a killed or failed save left in ``ckpt_dir``;
+    returns their paths."""
+    removed = []
+    for pattern in TMP_PATTERNS:
+        for path in glob.glob(os.path.join(ckpt_dir, pattern)):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+                removed.append(path)
+    return removed
+
+
+class SafeModelCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` (CRC32 on, through the config) whose failed save (full disk, read-only
+    folder) is one line naming the folder and leaves no temporary file behind."""
+
+    def _save_ckpt(self, cb_params, force_to_save=False):
+        try:
+            with quiet_mindspore_log("Failed to save the checkpoint file"):
+                super()._save_ckpt(cb_params, force_to_save)
+        except OSError as exc:
+            remove_orphan_tmp(self._directory)
+            msg = os_error_message(exc, self._directory) if exc.errno is not None else None
+            raise UserError(f"saving a checkpoint failed: {msg or f'{self._directory}: {exc}'}") from exc
+
+
+def trim_history(history_file, last_epoch):
+    """Keep the ``loss_history.jsonl`` records of epochs <= ``last_epoch``: a run resumed from
+    that epoch trains the later ones again. Returns how many records were dropped."""
+    if not os.path.isfile(history_file):
+        return 0
+    kept, dropped = [], 0
+    with open(history_file, encoding="utf-8") as f:
+        for line in f:
+            try:
+                keep = int(json.loads(line).get("epoch", 0)) <= last_epoch
+            except (ValueError, AttributeError):
+                keep = False  # a line cut by the kill
+            if keep:
+                kept.append(line if line.endswith("\n") else line + "\n")
+            elif line.strip():
+                dropped += 1
+    if dropped:
+        atomic_write_text(history_file, "".join(kept))
+    return dropped
 
 
 def save_checkpoint_atomic(save_obj, path, append_dict=None):
-    """Write a checkpoint to ``<path>.tmp.ckpt`` in the same folder, then rename it onto ``path``:
-    the previous file stays valid until the swap, and a crash leaves no half-written ``path``."""
+    """Write a checkpoint (with its CRC32) to ``<path>.tmp.ckpt`` in the same folder, then rename
+    it onto ``path``: the previous file stays valid until the swap, and a failure (full disk,
+    read-only folder) is one line and leaves neither ``path`` half-written nor a temporary file."""
     tmp = path + TMP_SUFFIX
-    try:
-        ms.save_checkpoint(save_obj, tmp, append_dict=append_dict)
+    with writing(path, partial=[tmp, path + ".tmp.tmp"]):
+        with quiet_mindspore_log("Failed to save the checkpoint file"):
+            ms.save_checkpoint(save_obj, tmp, append_dict=append_dict, crc_check=True)
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

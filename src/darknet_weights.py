@@ -54,13 +54,12 @@ train.py does. For 1000 classes: the ImageNet synset ids in darknet's label orde
 (``src/data/imagenet_darknet_labels.txt``), so eval.py labels ``val/<wnid>/`` folders the way
 darknet does, and ``--pre_trained`` keeps the head only for data with the same classes.
 """
-import argparse
 import os
 import sys
 
 import numpy as np
 
-from src.model_utils.errors import UserError, exit_on_user_error
+from src.model_utils.errors import ArgumentParser, UserError, atomic_write_text, exit_on_user_error
 
 WRITE_VERSION = (0, 2, 0)  # major, minor, revision written by to-darknet; then seen as int64
 MAX_SEEN = 10 ** 13  # images; darknet's ImageNet runs saw ~2e8
@@ -174,10 +173,7 @@ def write_darknet(path, params, num_classes, seen=0):
 
 
 def _atomic_write(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic_write_text(path, data)  # .tmp + rename; a failed write is one line, no .tmp left
 
 
 # ------------------------------------------------------------------ input scaling of conv 1
@@ -393,7 +389,7 @@ def compare(params, image_size=224, images=2, seed=0):
 
 # ------------------------------------------------------------------ command line
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m src.darknet_weights", description=(
+    parser = ArgumentParser(prog="python -m src.darknet_weights", description=(
         "darknet tiny.cfg .weights <-> MindSpore checkpoint of this repo's Tiny-DarkNet"))
     sub = parser.add_subparsers(dest="command", required=True)
     ckpt = sub.add_parser("to-ckpt", help="darknet .weights -> MindSpore checkpoint")

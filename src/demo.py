@@ -4,10 +4,10 @@
 ``eval/metrics.json`` and the CPU inference ``acc.log`` files, draws the loss curves and prints
 where everything is with the accuracy / MSE reached (beside the copy-last-frame baseline).
 """
-import argparse
 import json
 import os
 
+from src.model_utils.errors import ArgumentParser, exit_on_user_error
 from src.visualize import save_loss_curve
 
 RUNS = (("tinydarknet_digits", "Tiny-DarkNet on 1,000 held-out real MNIST digits (CIFAR-10 format)"),
@@ -50,8 +50,9 @@ def summarize(out_dir):
     return lines
 
 
+@exit_on_user_error
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="summarise a demo run and draw its loss curves")
+    parser = ArgumentParser(description="summarise a demo run and draw its loss curves")
     parser.add_argument("--out_dir", required=True, help="the demo output folder")
     args = parser.parse_args(argv)
     print("\n".join(summarize(os.path.abspath(args.out_dir))))

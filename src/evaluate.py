@@ -9,6 +9,7 @@ import os
 from src.checkpoint import load_network
 from src.data import create_dataset_from_config
 from src.model_utils.device import setup_device
+from src.model_utils.errors import atomic_write_text
 from src.tasks import create_task
 
 
@@ -40,7 +41,6 @@ def run_eval(cfg, log=print):
     result = task.evaluate(net, dataset, log=log, result_dir=result_dir)
     result["ckpt_file"] = meta["ckpt_file"]
     os.makedirs(result_dir, exist_ok=True)
-    with open(os.path.join(result_dir, "metrics.json"), "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
+    atomic_write_text(os.path.join(result_dir, "metrics.json"), json.dumps(result, indent=2))
     result["metrics_file"] = os.path.join(result_dir, "metrics.json")
     return result

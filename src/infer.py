@@ -12,14 +12,13 @@ median and 90th percentile on a second line. Times are per ``Predict`` call (net
 outputs to the host), measured after ``--warmup`` untimed calls on the first input (the first call
 compiles the graph). ``--device_target GPU|Ascend`` runs the same MindIR there (``--device_id``).
 """
-import argparse
 import os
 import sys
 import time
 
 import numpy as np
 
-from src.model_utils.errors import UserError, exit_on_user_error
+from src.model_utils.errors import ArgumentParser, UserError, atomic_write_text, exit_on_user_error, writing
 
 TIME_FILE = "test_perform_static.txt"
 
@@ -150,15 +149,15 @@ def run_inference(mindir_path, input_dir, output_path="./result_Files", time_pat
         stem = file_stem(path)
         for k, out in enumerate(outputs):
             out_file = os.path.join(output_path, f"{stem}_{k}.bin")
-            np.ascontiguousarray(out).tofile(out_file)
+            with writing(out_file, partial=[out_file]):  # no half-written output on a full disk
+                np.ascontiguousarray(out).tofile(out_file)
             written.append(out_file)
         if log:
             log(f"inferred {path} -> {len(outputs)} output(s)")
     stats = latency_summary(times)
     lines = format_latency(stats, warmup, shape[0] if shape else 1)
     time_file = os.path.join(time_path, TIME_FILE)
-    with open(time_file, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    atomic_write_text(time_file, "\n".join(lines) + "\n")
     if log:
         for line in lines:
             log(line)
@@ -167,7 +166,7 @@ def run_inference(mindir_path, input_dir, output_path="./result_Files", time_pat
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m src.infer",
         description="Run a MindIR over preprocessed .bin inputs on CPU (flags as ascend310_infer/out/main).")
     parser.add_argument("--mindir_path", required=True, help="path of the exported MindIR model")

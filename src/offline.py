@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from src.model_utils.errors import UserError
+from src.model_utils.errors import UserError, writing
 
 DATA_DIR = "00_data"
 TARGET_DIR = "01_target"
@@ -34,8 +34,9 @@ def index_of(stem):
 
 
 def write_bin(path, array):
-    """Write ``array`` as raw float32 (C order)."""
-    np.ascontiguousarray(array, dtype=np.float32).tofile(path)
+    """Write ``array`` as raw float32 (C order); a failed write is one line and leaves no partial file."""
+    with writing(path, partial=[path]):
+        np.ascontiguousarray(array, dtype=np.float32).tofile(path)
 
 
 def read_bin(path, shape):

@@ -1,8 +1,11 @@
 """The training logic shared by every model: data, network, loss, LR, optimizer, callbacks, resume.
 
 ``train(cfg)`` is what ``train.py`` runs. Checkpoints hold the network, the optimizer state
-(moments, ``global_step`` and so the LR position) and the epoch, so ``--resume`` continues a run
-exactly where it stopped. In data-parallel runs only rank 0 writes checkpoints and logs files.
+(moments, ``global_step`` and so the LR position), the epoch and a CRC32, so ``--resume``
+continues a run exactly where it stopped. A checkpoint of another model or of other shapes is
+refused before anything is built from it; with another batch size the LR position is re-mapped to
+the new steps per epoch; ``loss_history.jsonl`` drops the records of the epochs trained again.
+In data-parallel runs only rank 0 writes checkpoints and logs files.
 """
 import os
 import time
@@ -10,10 +13,11 @@ import time
 import numpy as np
 import mindspore as ms
 import mindspore.dataset as ds
-from mindspore.train import CheckpointConfig, FixedLossScaleManager, Model, ModelCheckpoint
+from mindspore.train import CheckpointConfig
 
 from src.callbacks import TrainMonitor, ValidationMonitor
-from src.checkpoint import CHECKPOINT_INFO, checkpoint_epoch, checkpoint_meta, read_checkpoint, resume_state
+from src.checkpoint import (CHECKPOINT_INFO, SafeModelCheckpoint, check_resume, checkpoint_meta,
+                            read_checkpoint, remove_orphan_tmp, resume_state, trim_history)
 from src.data import create_dataset_from_config
 from src.lr_scheduler import create_lr
 from src.model_utils.config import save_config
@@ -21,8 +25,8 @@ from src.model_utils.device import setup_device
 from src.model_utils.errors import UserError
 from src.models import create_model_from_config
 from src.optimizer import create_optimizer
+from src.precision import build_train_model, precision_settings
 from src.tasks import create_task
-from src.train_step import clipped_train_network
 from src.transfer import apply_pretrained, trainable_params
 
 
@@ -33,11 +37,28 @@ def set_seed(seed):
     ds.config.set_seed(seed)
 
 
-def build_loss_scale(cfg):
-    """Loss scaling only where mixed precision runs (GPU/Ascend); CPU trains in fp32."""
-    if cfg.device_target == "CPU" or cfg.loss_scale <= 1:
-        return None, 1.0
-    return FixedLossScaleManager(cfg.loss_scale, drop_overflow_update=False), float(cfg.loss_scale)
+def build_training(cfg, network, params, loss_fn, steps_per_epoch, amp_level, loss_scale):
+    """The training ``Model`` of ``network``: the per-step learning rates and the optimizer over
+    ``params`` from ``cfg``, at the precision ``(amp_level, loss_scale)`` given (see
+    ``src/precision.py``; ``train`` takes it from ``precision_settings``, so the device decides).
+    The optimizer un-scales the gradients by the same ``loss_scale``.
+
+    Returns ``(model, optimizer, lr)`` with ``lr`` the per-step learning rates (numpy).
+    """
+    lr = create_lr(cfg.lr_scheduler, cfg.lr, steps_per_epoch, cfg.epoch_size,
+                   warmup_epochs=cfg.warmup_epochs, warmup_init_lr=cfg.warmup_init_lr,
+                   milestones=cfg.milestones, gamma=cfg.lr_gamma, end_lr=cfg.end_lr,
+                   power=cfg.poly_power)
+
+    def make_optimizer(scale):
+        return create_optimizer(cfg.optimizer, params, ms.Tensor(lr), weight_decay=cfg.weight_decay,
+                                momentum=cfg.momentum, loss_scale=scale,
+                                filter_bias_and_bn=cfg.filter_bias_and_bn,
+                                rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps)
+
+    model, optimizer = build_train_model(network, loss_fn, make_optimizer, amp_level, loss_scale,
+                                         grad_clip_norm=cfg.grad_clip_norm)
+    return model, optimizer, lr
 
 
 def train(cfg):
@@ -50,51 +71,42 @@ def train(cfg):
     ckpt_dir = os.path.join(out_dir, "checkpoints")
     task = create_task(cfg)
 
-    # 2. where a resumed run starts
+    # 2. a resumed run: the checkpoint's model first (cheap), its shapes once the network exists
     resume_params = read_checkpoint(cfg.resume) if cfg.resume else None
-    initial_epoch = checkpoint_epoch(resume_params) if cfg.resume else 0
+    if cfg.resume:
+        check_resume(cfg.resume, resume_params, cfg)
+    class_names = task.training_class_names(cfg)
+
+    # 3. network (optionally from a pre-trained checkpoint)
+    network = create_model_from_config(cfg)
+    initial_epoch = check_resume(cfg.resume, resume_params, cfg, network) if cfg.resume else 0
     if initial_epoch >= cfg.epoch_size:
         raise UserError(f"{cfg.resume} already finished epoch {initial_epoch}; pass "
                         f"--epoch_size larger than {initial_epoch} to train further")
+    if cfg.pre_trained:
+        apply_pretrained(network, cfg.pre_trained, cfg.model_name, log=print if is_main else None,
+                         class_names=class_names)
 
-    # 3. data (this rank's shard)
+    # 4. data (this rank's shard) and the parameters to train
     dataset = create_dataset_from_config(cfg, "train", shard_id=rank, num_shards=group_size,
                                          start_epoch=initial_epoch)
     steps_per_epoch = dataset.get_dataset_size()
     if steps_per_epoch == 0:
         raise UserError(f"the training data at {cfg.data_path} has fewer samples per rank than one "
                         f"batch ({cfg.batch_size}): lower --batch_size or add data")
-    class_names = task.training_class_names(cfg)
-
-    # 4. network (optionally from a pre-trained checkpoint) and the parameters to train
-    network = create_model_from_config(cfg)
-    if cfg.pre_trained:
-        apply_pretrained(network, cfg.pre_trained, cfg.model_name, log=print if is_main else None,
-                         class_names=class_names)
     params = trainable_params(network, cfg.model_name, cfg.freeze_backbone)
 
-    # 5. learning rate, optimizer, loss, precision
-    lr = create_lr(cfg.lr_scheduler, cfg.lr, steps_per_epoch, cfg.epoch_size,
-                   warmup_epochs=cfg.warmup_epochs, warmup_init_lr=cfg.warmup_init_lr,
-                   milestones=cfg.milestones, gamma=cfg.lr_gamma, end_lr=cfg.end_lr,
-                   power=cfg.poly_power)
-    scale_manager, loss_scale = build_loss_scale(cfg)
-    optimizer = create_optimizer(cfg.optimizer, params, ms.Tensor(lr), weight_decay=cfg.weight_decay,
-                                 momentum=cfg.momentum, loss_scale=loss_scale,
-                                 filter_bias_and_bn=cfg.filter_bias_and_bn,
-                                 rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps)
-    amp_level = cfg.amp_level if cfg.device_target != "CPU" else "O0"
-    if cfg.grad_clip_norm > 0:
-        if amp_level != "O0":
-            raise UserError(f"grad_clip_norm needs fp32 training: pass --amp_level O0 (or "
-                            f"--grad_clip_norm 0 to train with amp_level {amp_level})")
-        model = Model(clipped_train_network(network, task.create_loss(), optimizer,
-                                            cfg.grad_clip_norm, loss_scale))
-    else:
-        model = Model(network, loss_fn=task.create_loss(), optimizer=optimizer,
-                      amp_level=amp_level, loss_scale_manager=scale_manager)
+    # 5. precision (the device decides), learning rate, optimizer, loss
+    amp_level, loss_scale = precision_settings(cfg.device_target, cfg.amp_level, cfg.loss_scale)
+    if is_main and (amp_level, loss_scale) != (cfg.amp_level, cfg.loss_scale):
+        print(f"{cfg.device_target} trains in fp32: amp_level {cfg.amp_level} and loss_scale "
+              f"{cfg.loss_scale:g} apply on GPU/Ascend", flush=True)
+    model, optimizer, lr = build_training(cfg, network, params, task.create_loss(), steps_per_epoch,
+                                          amp_level, loss_scale)
     if cfg.resume:
-        resume_state(cfg.resume, resume_params, network, optimizer, cfg.model_name)
+        resume_state(cfg.resume, resume_params, network, optimizer, cfg.model_name,
+                     optimizer_name=cfg.optimizer, global_step=initial_epoch * steps_per_epoch,
+                     log=print if is_main else None)
 
     # 6. callbacks: logs, loss history, checkpoints (rank 0 writes files)
     history = os.path.join(out_dir, "loss_history.jsonl") if is_main else None
@@ -102,14 +114,27 @@ def train(cfg):
                               progress=None if cfg.progress_bar == "auto" else cfg.progress_bar == "on")]
     if is_main:
         os.makedirs(ckpt_dir, exist_ok=True)
-        for old in (history, os.path.join(out_dir, LEARNING_CURVE)):
-            if old and not cfg.resume and os.path.exists(old):
-                os.remove(old)
+        orphans = remove_orphan_tmp(ckpt_dir)
+        if orphans:
+            print(f"removed {len(orphans)} unfinished checkpoint file(s) of an earlier run from {ckpt_dir}")
+        remove_orphan_tmp(out_dir)  # an unfinished best.ckpt of a killed run
+        curve = os.path.join(out_dir, LEARNING_CURVE)
+        if not cfg.resume and os.path.exists(curve):
+            os.remove(curve)
+        elif cfg.resume:
+            trim_history(curve, initial_epoch)  # validations of epochs trained again
+        if history and not cfg.resume and os.path.exists(history):
+            os.remove(history)
+        elif history and cfg.resume:
+            dropped = trim_history(history, initial_epoch)
+            if dropped:
+                print(f"{history}: dropped {dropped} records after epoch {initial_epoch} (trained again)")
         save_config(cfg, out_dir)
-        append = list(CHECKPOINT_INFO) + [checkpoint_meta(cfg.model_name, class_names)]
+        append = list(CHECKPOINT_INFO) + [checkpoint_meta(cfg.model_name, class_names, cfg.optimizer)]
         ckpt_cfg = CheckpointConfig(save_checkpoint_steps=steps_per_epoch * cfg.save_checkpoint_epochs,
-                                    keep_checkpoint_max=cfg.keep_checkpoint_max, append_info=append)
-        callbacks.append(ModelCheckpoint(prefix=cfg.model_name, directory=ckpt_dir, config=ckpt_cfg))
+                                    keep_checkpoint_max=cfg.keep_checkpoint_max, append_info=append,
+                                    crc_check=True)
+        callbacks.append(SafeModelCheckpoint(prefix=cfg.model_name, directory=ckpt_dir, config=ckpt_cfg))
         print(f"training {cfg.model_name} on {cfg.dataset} ({steps_per_epoch} steps/epoch x "
               f"{cfg.epoch_size} epochs, batch {cfg.batch_size} x {group_size} rank(s), "
               f"device {cfg.device_target}); outputs in {out_dir}", flush=True)
@@ -152,7 +177,8 @@ def validation_monitor(cfg, task, network, out_dir, is_main, class_names=None):
     return ValidationMonitor(
         lambda net: task.validate(net, val_dataset), network, cfg.eval_interval, cfg.epoch_size,
         records_file=records, best_file=os.path.join(out_dir, BEST_CHECKPOINT) if is_main else None,
-        patience=cfg.patience, checkpoint_meta=checkpoint_meta(cfg.model_name, class_names),
+        patience=cfg.patience,
+        checkpoint_meta=checkpoint_meta(cfg.model_name, class_names, cfg.optimizer),
         on_end=(lambda: task.save_learning_curve(records, os.path.join(out_dir, "learning_curve.png")))
         if is_main else None,
         log=print if is_main else None)

@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 
+from src.model_utils.errors import writing
+
 
 def _pyplot():
     import matplotlib
@@ -32,7 +34,8 @@ def save_sequence_strip(path, inputs, target, prediction):
                 ax.set_ylabel(name, fontsize=8)
     fig.tight_layout(pad=0.2)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=80)
+    with writing(path, partial=[path]):
+        fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
 
@@ -60,7 +63,8 @@ def save_loss_curve(history_file, path, title="training loss"):
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with writing(path, partial=[path]):
+        fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
 

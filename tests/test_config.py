@@ -86,7 +86,7 @@ def test_saved_config_round_trip(tmp_path):
     path = save_config(cfg, str(tmp_path))
     again = load_saved_config(path)
     assert again == cfg
-    assert yaml.safe_load(open(path))["lr"] == 0.2
+    assert next(yaml.safe_load_all(open(path)))["lr"] == 0.2
 
 
 def test_no_argv_parsing_at_import():

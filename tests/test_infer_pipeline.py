@@ -96,14 +96,14 @@ def test_classifier_cpu_pipeline_equals_eval(cifar_dir, tmp_path, capsys):
 
 def test_cpu_script_usage_and_argument_errors(tmp_path):
     rc, _, stderr = run_script(CPU_SCRIPT, ["only_one"], tmp_path)
-    assert rc == 1 and "Usage: bash run_infer_cpu.sh MINDIR_PATH DATASET DATA_PATH" in stderr
+    assert rc == 2 and "Usage: bash run_infer_cpu.sh MINDIR_PATH DATASET DATA_PATH" in stderr
     (tmp_path / "m.mindir").write_bytes(b"x")
     rc, _, stderr = run_script(CPU_SCRIPT, ["m.mindir", "mnist", str(tmp_path)], tmp_path)
-    assert rc == 1 and "DATASET must be cifar10, imagenet or moving_mnist" in stderr
+    assert rc == 2 and "DATASET must be cifar10, imagenet or moving_mnist" in stderr
     rc, _, stderr = run_script(CPU_SCRIPT, ["missing.mindir", "cifar10", str(tmp_path)], tmp_path)
-    assert rc == 1 and "is not a file" in stderr
+    assert rc == 2 and "is not a file" in stderr
     rc, _, stderr = run_script(os.path.join(ROOT, "scripts", "run_infer_310.sh"), ["a", "b"], tmp_path)
-    assert rc == 1 and "Usage: bash run_infer_310.sh" in stderr
+    assert rc == 2 and "Usage: bash run_infer_310.sh" in stderr
     assert not (tmp_path / "preprocess_Result").exists()
 
 
@@ -155,7 +155,7 @@ def test_convlstm_cpu_pipeline_equals_eval(tmp_path, capsys):
 def test_310_script_end_to_end_with_stand_in_library(cifar_dir, tmp_path):
     """run_infer_310.sh's stages (build.sh, preprocess, out/main, postprocess) against the test-only
     libmindspore.so of ascend310_infer/tests, whose Predict() returns the input as output 0: with a
-    config of num_classes = 3*8*8 the "logits" are the preprocessed image itself."""
+    config of num_classes = 3*16*16 the "logits" are the preprocessed image itself."""
     cxx = os.environ.get("CXX", "g++")
     if not os.path.isfile(os.path.join(HEADERS, "include", "api", "model.h")):
         pytest.skip("MindSpore C++ headers not fetched (ascend310_infer/fetch_headers.sh)")
@@ -174,9 +174,9 @@ def test_310_script_end_to_end_with_stand_in_library(cifar_dir, tmp_path):
                           "-o", str(fake / "lib" / "libmindspore.so")], capture_output=True, text=True)
     assert lib.returncode == 0, lib.stderr
     config = tmp_path / "pixels.yaml"
-    config.write_text(f"__base__: {CIFAR_CPU}\nimage_size: 8\nnum_classes: 192\n")
+    config.write_text(f"__base__: {CIFAR_CPU}\nimage_size: 16\nnum_classes: 768\n")
     model = tmp_path / "net.mindir"
-    model.write_text("FAKE_MINDIR 1 3 8 8")
+    model.write_text("FAKE_MINDIR 1 3 16 16")
     work = tmp_path / "work"
     work.mkdir()
     env = {"MINDSPORE_PATH": str(fake), "BUILD_DIR": str(tmp_path / "build"),

@@ -97,7 +97,7 @@ def data_dir(tmp_path):
 def test_missing_arguments_print_usage_and_fail(script, tmp_path):
     for args in ([], ["only_one_argument"]):
         res = launch(script, *args, cwd=str(tmp_path), RUN_DIR=tmp_path / "logs")
-        assert res.returncode != 0, (script, args, res.stdout)
+        assert res.returncode == 2, (script, args, res.stdout)
         assert res.stderr.startswith(f"usage: bash scripts/{script} "), res.stderr
         assert "CONFIG_PATH DATA_PATH" in res.stderr.splitlines()[0]
         assert "+ cd" not in res.stdout
@@ -119,7 +119,7 @@ def test_missing_config_or_data_is_one_line_error(script, tmp_path, data_dir):
         args = before + positional[:2] + after + positional[2:]
         res = launch(script, *args, cwd=str(tmp_path), RUN_DIR=tmp_path / "logs", MPIRUN="true",
                      MSRUN="true")
-        assert res.returncode == 1, (script, args, res.stdout, res.stderr)
+        assert res.returncode == 2, (script, args, res.stdout, res.stderr)
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.stderr
         assert "+ cd" not in res.stdout
@@ -128,28 +128,28 @@ def test_missing_config_or_data_is_one_line_error(script, tmp_path, data_dir):
 
 def test_bad_device_arguments_are_rejected(data_dir):
     res = launch("run_distribute_train_msrun.sh", "TPU", "2", CPU_CONFIG, data_dir, dry=True)
-    assert res.returncode == 1 and "DEVICE_TARGET must be CPU, GPU or Ascend" in res.stderr
+    assert res.returncode == 2 and "DEVICE_TARGET must be CPU, GPU or Ascend" in res.stderr
     res = launch("run_distribute_train_msrun.sh", "CPU", "0", CPU_CONFIG, data_dir, dry=True)
-    assert res.returncode == 1 and "RANK_SIZE must be a positive number" in res.stderr
+    assert res.returncode == 2 and "RANK_SIZE must be a positive number" in res.stderr
     res = launch("run_distribute_train_gpu.sh", "two", GPU_CONFIG, data_dir, dry=True)
-    assert res.returncode == 1 and "RANK_SIZE must be a positive number" in res.stderr
+    assert res.returncode == 2 and "RANK_SIZE must be a positive number" in res.stderr
     res = launch("run_standalone_train.sh", ASCEND_CONFIG, data_dir, "dev1", dry=True)
-    assert res.returncode == 1 and "DEVICE_ID must be a device number" in res.stderr
+    assert res.returncode == 2 and "DEVICE_ID must be a device number" in res.stderr
     res = launch("run_distribute_train_msrun.sh", "CPU", "2", CPU_CONFIG, data_dir, dry=True,
                  MASTER_PORT="80")
-    assert res.returncode == 1 and "MASTER_PORT must be a port number" in res.stderr
+    assert res.returncode == 2 and "MASTER_PORT must be a port number" in res.stderr
     res = launch("run_train_cpu.sh", CPU_CONFIG, data_dir, "stray", dry=True)
-    assert res.returncode == 1 and "unexpected argument 'stray'" in res.stderr
+    assert res.returncode == 2 and "unexpected argument 'stray'" in res.stderr
 
 
 def test_missing_mpirun_or_msrun_says_what_to_do(tmp_path, data_dir):
     res = launch("run_distribute_train_gpu.sh", "2", GPU_CONFIG, data_dir, RUN_DIR=tmp_path / "logs",
                  MPIRUN="no-such-mpirun")
-    assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "install OpenMPI" in res.stderr and "run_distribute_train_msrun.sh" in res.stderr
     res = launch("run_distribute_train_msrun.sh", "GPU", "2", GPU_CONFIG, data_dir,
                  RUN_DIR=tmp_path / "logs", MSRUN="no-such-msrun")
-    assert res.returncode == 1 and "msrun" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert res.returncode == 2 and "msrun" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "logs").exists() and res.stdout == ""
 
 
@@ -165,6 +165,15 @@ BAD_TABLES = {
                                "needs integer device_id and rank_id"),
     "ranks_not_0_to_n": ('{"server_list": [{"device": [{"device_id": "0", "rank_id": "1"}, '
                          '{"device_id": "1", "rank_id": "2"}]}]}', "rank_id values must be 0..1"),
+    "rank_twice_across_servers": ('{"server_list": [{"server_id": "a", "device": [{"device_id": "0", '
+                                  '"rank_id": "0"}]}, {"server_id": "b", "device": [{"device_id": "0", '
+                                  '"rank_id": "0"}]}]}', "rank_id values must be 0..1, each once"),
+    "device_twice_on_a_server": ('{"server_list": [{"device": [{"device_id": "3", "rank_id": "0"}, '
+                                 '{"device_id": "3", "rank_id": "1"}]}]}', "lists a device_id twice"),
+    "negative_device_id": ('{"server_list": [{"device": [{"device_id": "-1", "rank_id": "0"}]}]}',
+                           "needs integer device_id and rank_id >= 0"),
+    "server_count_mismatch": ('{"server_count": "2", "server_list": [{"device": [{"device_id": "0", '
+                              '"rank_id": "0"}]}]}', "server_count is 2 but server_list has 1"),
 }
 
 
@@ -177,7 +186,7 @@ def test_bad_rank_table_is_one_line_error_and_starts_nothing(case, tmp_path, dat
     # relative table path from another directory: the error names the absolute path
     res = launch("run_distribute_train.sh", "hccl.json", ASCEND_CONFIG, data_dir, cwd=str(tmp_path),
                  RUN_DIR=tmp_path / "logs")
-    assert res.returncode == 1, res.stdout
+    assert res.returncode == 2, res.stdout
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, res.stderr
     assert lines[0].startswith("error: ") and message in lines[0] and str(table) in lines[0], lines[0]
@@ -208,6 +217,35 @@ def test_rank_table_dry_run_starts_one_process_per_device(num_devices, tmp_path,
     assert not logs.exists()  # a dry run creates nothing
 
 
+def test_rank_table_of_8_devices_on_2_servers_gives_each_server_its_ranks(tmp_path, data_dir):
+    table = rank_table(tmp_path / "hccl_2x4.json", [4, 4])
+    for server, ranks in (("10.0.0.1", range(0, 4)), ("10.0.0.2", range(4, 8))):
+        res = launch("run_distribute_train.sh", table, ASCEND_CONFIG, data_dir, dry=True,
+                     RUN_DIR=tmp_path / "logs", SERVER_ID=server)
+        assert res.returncode == 0, res.stderr
+        assert "RANK_SIZE=8, 4 device(s) on this server" in res.stdout
+        found = commands(res.stdout)
+        envs = [dict(t.split("=", 1) for t in tokens[1:5]) for _, tokens in found]
+        assert [(e["RANK_SIZE"], e["RANK_ID"], e["DEVICE_ID"]) for e in envs] == [
+            ("8", str(rank), str(device)) for device, rank in enumerate(ranks)]
+        assert [w for w, _ in found] == [str(tmp_path / "logs" / f"rank_{r}") for r in ranks]
+
+
+def test_rank_table_device_ids_and_rank_order_come_from_the_table(tmp_path, data_dir):
+    # devices 1, 3, 5, 7 (not 0..N-1), listed in an order where rank ids do not follow the devices
+    devices = [("7", "0"), ("1", "3"), ("5", "1"), ("3", "2")]
+    table = tmp_path / "hccl_odd.json"
+    table.write_text(json.dumps({"server_count": "1", "server_list": [{"server_id": "10.0.0.1", "device": [
+        {"device_id": d, "device_ip": "192.168.1.1", "rank_id": r} for d, r in devices]}]}))
+    res = launch("run_distribute_train.sh", str(table), ASCEND_CONFIG, data_dir, dry=True,
+                 RUN_DIR=tmp_path / "logs", SERVER_ID="ignored-with-one-server")
+    assert res.returncode == 0, res.stderr
+    found = commands(res.stdout)
+    pairs = {(dict(t.split("=", 1) for t in tokens[1:5])["DEVICE_ID"],
+              dict(t.split("=", 1) for t in tokens[1:5])["RANK_ID"], workdir) for workdir, tokens in found}
+    assert pairs == {(d, r, str(tmp_path / "logs" / f"rank_{r}")) for d, r in devices}
+
+
 def test_rank_table_with_two_servers_uses_this_servers_devices(tmp_path, data_dir):
     table = rank_table(tmp_path / "hccl_2x2.json", [2, 2])
     res = launch("run_distribute_train.sh", table, ASCEND_CONFIG, data_dir, dry=True,
@@ -217,7 +255,7 @@ def test_rank_table_with_two_servers_uses_this_servers_devices(tmp_path, data_di
     assert [(e["RANK_SIZE"], e["RANK_ID"], e["DEVICE_ID"]) for e in envs] == [("4", "2", "0"), ("4", "3", "1")]
     res = launch("run_distribute_train.sh", table, ASCEND_CONFIG, data_dir, dry=True,
                  RUN_DIR=tmp_path / "logs", SERVER_ID="10.9.9.9")
-    assert res.returncode == 1 and "export SERVER_ID" in res.stderr and "+ cd" not in res.stdout
+    assert res.returncode == 2 and "export SERVER_ID" in res.stderr and "+ cd" not in res.stdout
 
 
 # ----------------------------------------------------------------------------------- dry runs
@@ -287,10 +325,13 @@ def test_default_log_folder_is_under_the_configs_output_dir(tmp_path, data_dir):
     assert res.returncode == 0, res.stderr
     (workdir, tokens), = commands(res.stdout)
     assert workdir == os.path.join(ROOT, "output", "tinydarknet_cifar10", "logs", "train_cpu")
+    # train.py runs inside that folder: it gets the absolute output_dir, not the config's relative one
+    assert option(tokens, "output_dir") == os.path.join(ROOT, "output", "tinydarknet_cifar10")
     res = launch("run_distribute_train_msrun.sh", "Ascend", "8", CPU_CONFIG, data_dir, "--output_dir",
                  "runs/a", cwd=str(tmp_path), dry=True, MASTER_PORT=9000)
     (workdir, tokens), = commands(res.stdout)
     assert workdir == str(tmp_path / "runs" / "a" / "logs" / "train_msrun_ascend")
+    assert option(tokens, "output_dir") == str(tmp_path / "runs" / "a")
     assert "--worker_num=8" in tokens and "--master_port=9000" in tokens
     assert option(tokens, "device_target") == "Ascend"
 

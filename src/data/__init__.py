@@ -39,7 +39,9 @@ def dataset_kwargs(cfg, split, class_names=None):
             return dict(kwargs, num_sequences=cfg.val_sequences)
         return dict(kwargs, num_sequences=cfg.eval_num_samples or None)
     kwargs = dict(common, image_size=cfg.image_size, augment=cfg.augment, hflip=cfg.hflip)
-    if cfg.dataset != "cifar10":
+    if cfg.dataset == "cifar10":
+        kwargs["num_classes"] = cfg.num_classes
+    else:
         kwargs["class_names"] = class_names or cfg.get("class_names") or None
         kwargs["min_crop_scale"] = cfg.min_crop_scale
     return kwargs

@@ -10,6 +10,8 @@ import mindspore.dataset as ds
 import mindspore.dataset.transforms as T
 import mindspore.dataset.vision as V
 
+from src.model_utils.errors import DataError
+
 CIFAR_RECORD = 1 + 3 * 32 * 32
 CIFAR_RECORDS_PER_FILE = 10000
 CIFAR_MEAN = (0.4914 * 255, 0.4822 * 255, 0.4465 * 255)
@@ -49,9 +51,32 @@ def cifar10_files(data_path, split):
     for path in files:
         size = os.path.getsize(path)
         if size == 0 or size % CIFAR_RECORD:
-            raise ValueError(f"{path} is not a CIFAR-10 binary file: its size {size} is not a multiple "
-                             f"of {CIFAR_RECORD} bytes (1 label byte + 3072 pixel bytes per record)")
+            cut = f" (cut {size % CIFAR_RECORD} bytes into record {size // CIFAR_RECORD + 1})" if size else ""
+            raise DataError(f"{path} is not a CIFAR-10 binary file: its size {size} is not a multiple "
+                            f"of {CIFAR_RECORD} bytes (1 label byte + 3072 pixel bytes per record)"
+                            f"{cut}: re-download or re-extract cifar-10-binary.tar.gz")
     return data_path, files
+
+
+def cifar10_labels(path):
+    """The label bytes of a CIFAR-10 binary file (read without loading the pixels)."""
+    records = np.memmap(path, dtype=np.uint8, mode="r").reshape(-1, CIFAR_RECORD)
+    return np.array(records[:, 0])
+
+
+def check_cifar10_labels(files, num_classes=None):
+    """One-line error when a file holds a label byte outside [0, num_classes) (default 10):
+    a wrong file or a model with too few classes would otherwise train on out-of-range labels."""
+    limit = num_classes or 10
+    for path in files:
+        labels = cifar10_labels(path)
+        if labels.size and int(labels.max()) >= limit:
+            bad = int(np.argmax(labels >= limit))
+            top = int(labels.max())
+            fix = (f"pass --num_classes {top + 1} if the data has that many classes" if top < 10
+                   else "CIFAR-10 labels are 0..9: is this a CIFAR-10 binary file?")
+            raise DataError(f"{path}: record {bad} has label {int(labels[bad])}, outside the "
+                            f"{limit} classes [0, {limit - 1}]: {fix}")
 
 
 class Cifar10BinarySource:
@@ -88,12 +113,18 @@ def cifar10_transforms(train, image_size, hflip=True):
 
 def create_cifar10_dataset(data_path, split, batch_size, image_size=32, shuffle=None,
                            num_parallel_workers=None, shard_id=None, num_shards=None,
-                           num_samples=None, augment=True, hflip=True, drop_remainder=None):
-    """CIFAR-10 binary pipeline -> batches of (float32 NCHW image, int32 label)."""
+                           num_samples=None, augment=True, hflip=True, drop_remainder=None,
+                           num_classes=None):
+    """CIFAR-10 binary pipeline -> batches of (float32 NCHW image, int32 label).
+
+    The files are validated here, in the calling thread (sizes, and labels below ``num_classes``,
+    default 10), so a bad file is a one-line :class:`DataError` instead of an error inside the
+    pipeline's worker threads."""
     train = split == "train"
     shuffle = train if shuffle is None else shuffle
     workers = default_workers(num_shards, num_parallel_workers)
     folder, files = cifar10_files(data_path, split)
+    check_cifar10_labels(files, num_classes)
     standard = all(os.path.getsize(f) == CIFAR_RECORD * CIFAR_RECORDS_PER_FILE for f in files)
     if standard:
         dataset = ds.Cifar10Dataset(folder, usage="train" if train else "test", shuffle=shuffle,
@@ -115,14 +146,23 @@ def image_folder_classes(root):
     if not os.path.isdir(root):
         raise FileNotFoundError(f"image folder not found: {root} (expected <data_path>/train/<class>/*.JPEG "
                                 "and <data_path>/val/<class>/*.JPEG)")
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+    classes = sorted(d for d in _listdir(root) if os.path.isdir(os.path.join(root, d)))
     if not classes:
-        raise ValueError(f"{root} has no class sub-folders: expected {root}/<class_name>/<image>.JPEG")
+        raise DataError(f"{root} has no class sub-folders: expected {root}/<class_name>/<image>.JPEG")
     for name in classes:
         folder = os.path.join(root, name)
-        if not any(f.endswith(IMAGE_EXTENSIONS) for f in os.listdir(folder)):
-            raise ValueError(f"class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS[:4])})")
+        if not any(f.endswith(IMAGE_EXTENSIONS) for f in _listdir(folder)):
+            raise DataError(f"class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS[:4])})")
     return classes
+
+
+def _listdir(folder):
+    """``os.listdir`` whose failure (no permission, not a folder) is a one-line DataError."""
+    try:
+        return os.listdir(folder)
+    except OSError as err:
+        raise DataError(f"cannot read the image folder {folder}: {err.strerror}: fix its "
+                        "permissions or pass another --data_path") from None
 
 
 def split_folder(data_path, split):
@@ -160,7 +200,8 @@ def create_imagefolder_dataset(data_path, split, batch_size, image_size=224, shu
     names = list(class_names) if class_names else found
     unknown = sorted(set(found) - set(names))
     if unknown:
-        raise ValueError(f"{root} has classes not in the model's class list: {unknown[:5]}")
+        raise DataError(f"{root} has classes not in the model's class list: {unknown[:5]}: "
+                        "evaluate with the class folders the model was trained on")
     dataset = ds.ImageFolderDataset(root, shuffle=shuffle, num_samples=num_samples,
                                     num_parallel_workers=workers, num_shards=num_shards,
                                     shard_id=shard_id, class_indexing={n: i for i, n in enumerate(names)})

@@ -9,11 +9,12 @@
 
 Run: ``python -m src.data.demo_data --out_dir DIR [--test_sequences 500]``.
 """
-import argparse
 import gzip
 import os
 
 import numpy as np
+
+from src.model_utils.errors import ArgumentParser, exit_on_user_error
 
 NUM_TRAIN = 4000
 
@@ -98,8 +99,9 @@ def build_demo_data(out_dir, test_sequences=500, seed=0, log=print):
     return paths
 
 
+@exit_on_user_error
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out_dir", required=True, help="folder to write the demo data sets into")
     parser.add_argument("--test_sequences", type=int, default=500,
                         help="held-out Moving MNIST sequences in mnist_test_seq.npy")

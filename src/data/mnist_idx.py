@@ -6,8 +6,11 @@ labels = magic 2049, count, then count uint8 labels. ``.gz`` files are read/writ
 import gzip
 import os
 import struct
+import zlib
 
 import numpy as np
+
+from src.model_utils.errors import DataError
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -17,26 +20,35 @@ def _open(path, mode):
     return gzip.open(path, mode) if str(path).endswith(".gz") else open(path, mode)
 
 
+def _first(err):
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _read(path, magic, header_ints, what):
     try:
         with _open(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError) as err:  # corrupt / truncated gzip stream
-        raise ValueError(f"{path}: cannot read MNIST {what} idx file ({err})") from None
+    except (OSError, EOFError, zlib.error) as err:  # corrupt / truncated gzip stream
+        if isinstance(err, OSError) and err.errno is not None:
+            raise  # missing file, no permission: the environment's error, reported as such
+        raise DataError(f"{path}: cannot read MNIST {what} idx file ({_first(err)}): the file is "
+                        "truncated or corrupt, download it again") from None
     header_len = 4 * header_ints
     if len(data) >= 4 and struct.unpack(">i", data[:4])[0] != magic:
-        raise ValueError(f"{path}: bad idx magic number {struct.unpack('>i', data[:4])[0]}, "
-                         f"expected {magic} (MNIST {what} file, big-endian header)")
+        raise DataError(f"{path}: bad idx magic number {struct.unpack('>i', data[:4])[0]}, "
+                        f"expected {magic} (MNIST {what} file, big-endian header)")
     if len(data) < header_len:
-        raise ValueError(f"{path}: truncated idx file ({len(data)} bytes), expected an MNIST {what} "
-                         f"file with a {header_len}-byte big-endian header")
+        raise DataError(f"{path}: truncated idx file ({len(data)} bytes), expected an MNIST {what} "
+                        f"file with a {header_len}-byte big-endian header")
     header = struct.unpack(f">{header_ints}i", data[:header_len])
     dims = header[1:]
     expected = int(np.prod(dims)) if dims else 0
     payload = np.frombuffer(data, dtype=np.uint8, offset=header_len)
     if payload.size != expected:
-        raise ValueError(f"{path}: idx {what} file holds {payload.size} data bytes, expected "
-                         f"{expected} for dimensions {tuple(dims)} (truncated or corrupt file)")
+        raise DataError(f"{path}: idx {what} file holds {payload.size} data bytes, expected "
+                        f"{expected} for dimensions {tuple(dims)}: the file is truncated or corrupt, "
+                        "download it again")
     return payload.reshape(dims).copy()
 
 

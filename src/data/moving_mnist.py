@@ -24,6 +24,7 @@ import numpy as np
 import mindspore.dataset as ds
 
 from src.data.mnist_idx import find_idx_file, read_idx_images
+from src.model_utils.errors import DataError
 
 TEST_SEQ_FILE = "mnist_test_seq.npy"
 TRAIN_IMAGES_FILE = "train-images-idx3-ubyte"
@@ -56,10 +57,11 @@ class MovingMNISTGenerator:
                  step_length=0.1, input_frames=10, output_frames=10, stream=TRAIN_STREAM):
         digits = np.asarray(digits)
         if digits.ndim != 3 or digits.dtype != np.uint8 or len(digits) == 0:
-            raise ValueError(f"digits must be a non-empty (N, h, w) uint8 array, got {digits.dtype} "
-                             f"{digits.shape}")
+            raise DataError(f"digits must be a non-empty (N, h, w) uint8 array, got {digits.dtype} "
+                            f"{digits.shape}: pass the MNIST train-images-idx3-ubyte file")
         if digits.shape[1] > image_size or digits.shape[2] > image_size:
-            raise ValueError(f"digits {digits.shape[1:]} do not fit a {image_size} canvas")
+            raise DataError(f"digits of {digits.shape[1]}x{digits.shape[2]} do not fit a "
+                            f"{image_size}x{image_size} canvas: raise --image_size")
         if input_frames + output_frames > seq_len:
             raise ValueError(f"input_frames + output_frames = {input_frames + output_frames} "
                              f"exceeds seq_len = {seq_len}")
@@ -211,13 +213,19 @@ def load_mnist_test_seq(path, seq_len=20, image_size=64):
     """Open ``mnist_test_seq.npy`` (uint8, (20, N, 64, 64) = time, sequence, H, W) lazily."""
     try:
         array = np.load(path, mmap_mode="r")
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not a readable .npy file ({err}); expected uint8 "
-                         f"(time={seq_len}, sequences, {image_size}, {image_size})") from None
-    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[0] != seq_len or \
-            array.shape[2:] != (image_size, image_size):
-        raise ValueError(f"{path}: got {array.dtype} {array.shape}, expected uint8 (time={seq_len}, "
-                         f"sequences, {image_size}, {image_size}) as in mnist_test_seq.npy")
+    except (OSError, ValueError, EOFError) as err:  # truncated, not .npy, pickled objects
+        if isinstance(err, OSError) and err.errno is not None:
+            raise  # missing file, no permission: the environment's error, reported as such
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: not a readable .npy file ({first}): expected uint8 "
+                        f"(time={seq_len}, sequences, {image_size}, {image_size}); the file may be "
+                        f"truncated, download it again from {TEST_SEQ_URL}") from None
+    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 4 or \
+            array.shape[0] != seq_len or array.shape[2:] != (image_size, image_size):
+        got = f"{array.dtype} {array.shape}" if isinstance(array, np.ndarray) else type(array).__name__
+        raise DataError(f"{path}: got {got}, expected uint8 (time={seq_len}, sequences, "
+                        f"{image_size}, {image_size}) pixel values 0..255 as in mnist_test_seq.npy "
+                        "(--image_size must match the file)")
     return MovingMNISTSequences(path, array)
 
 
@@ -324,7 +332,7 @@ def create_moving_mnist_dataset(data_path, split, batch_size, input_frames=10, o
     elif split in ("test", "eval"):
         sequences = load_mnist_test_seq(_test_file(data_path), image_size=image_size)
         if input_frames + output_frames > sequences.shape[1]:
-            raise ValueError(f"input_frames + output_frames = {input_frames + output_frames} > "
+            raise DataError(f"input_frames + output_frames = {input_frames + output_frames} > "
                              f"{sequences.shape[1]} frames in the test file")
         limit = min(num_sequences or len(sequences), len(sequences))
         source = _SplitSequences(sequences, input_frames, output_frames, limit)

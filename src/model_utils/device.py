@@ -34,7 +34,12 @@ def setup_device(device_target, device_id=0, mode="GRAPH", distribute=False):
     ms.set_context(mode=ms.GRAPH_MODE if mode.upper() == "GRAPH" else ms.PYNATIVE_MODE)
     if not distribute:
         return 0, 1
-    init()
+    try:
+        init()
+    except RuntimeError as exc:  # not started by a launcher: MindSpore finds no cluster to join
+        raise UserError(f"run_distribute needs a launcher: start train.py with "
+                        "scripts/run_distribute_train_msrun.sh (or msrun, mpirun, an Ascend rank "
+                        f"table), or pass --run_distribute false ({str(exc).splitlines()[0][:120]})") from None
     rank, group_size = get_rank(), get_group_size()
     ms.reset_auto_parallel_context()
     ms.set_auto_parallel_context(parallel_mode=ParallelMode.DATA_PARALLEL, gradients_mean=True,

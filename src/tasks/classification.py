@@ -4,7 +4,7 @@ import os
 import numpy as np
 
 from src.metrics import topk_correct
-from src.model_utils.errors import UserError
+from src.model_utils.errors import UserError, writing
 from src.offline import LABEL_FILE, index_of, read_bin, result_files
 from src.tasks.base import Task
 
@@ -44,7 +44,8 @@ class TargetLabels:
         self.labels.append(int(np.asarray(target).reshape(-1)[0]))
 
     def close(self):
-        np.save(self.path, np.asarray(self.labels, dtype=np.int32))
+        with writing(self.path, partial=[self.path]):
+            np.save(self.path, np.asarray(self.labels, dtype=np.int32))
         return {"label_file": self.path}
 
 
