@@ -1,4 +1,5 @@
-"""Training callbacks: zoo-style loss/time logs, a progress display and a loss history file."""
+"""Training callbacks: zoo-style loss/time logs, a progress display, a loss history file, and
+validation during training (learning curve, keep-best checkpoint, early stopping)."""
 import json
 import os
 import sys
@@ -98,3 +99,107 @@ class TrainMonitor(Callback):
         print(f"epoch: {cb.cur_epoch_num} epoch time: {epoch_ms:.1f} ms, per step time: "
               f"{per_step:.1f} ms, steps: {steps}, mean loss {mean_loss:.6g}", file=self.stream,
               flush=True)
+
+
+class ValidationMonitor(Callback):
+    """Validation during training: every ``interval`` epochs (and after the last one) runs
+    ``validate(network)`` -> ``(loss, record)``, appends ``{"epoch", "minutes", "val_loss",
+    "best", **record}`` to ``records_file`` (JSON lines), keeps the network with the lowest
+    validation loss in ``best_file`` (written atomically, outside ModelCheckpoint's
+    keep_checkpoint_max rotation), stops training after ``patience`` evaluations in a row without
+    a lower loss (0 = never), and at the end calls ``on_end()`` (e.g. draws the learning curve).
+
+    ``minutes`` counts training time only: the validation time is left out, so a curve reads in
+    minutes of training. A resumed run appends to an existing ``records_file`` and continues its
+    best loss and minutes.
+
+    Args:
+        validate (callable): ``validate(network) -> (float loss, dict record)``.
+        network (Cell): the network being trained (evaluated as is, and saved as best).
+        interval (int): epochs between evaluations, >= 1.
+        total_epochs (int): the run's last epoch (always evaluated).
+        records_file (str): the learning-curve JSON-lines file, or None (no file, no best file).
+        best_file (str): where the best network goes, or None.
+        patience (int): evaluations without improvement before stopping (0: no early stop).
+        checkpoint_meta (dict): strings stored in ``best_file`` (model name, ...).
+        on_end (callable): called without arguments when training ends (if records exist).
+        log (callable): progress lines (None: quiet).
+    """
+
+    def __init__(self, validate, network, interval, total_epochs, records_file=None,
+                 best_file=None, patience=0, checkpoint_meta=None, on_end=None, log=print):
+        super().__init__()
+        if interval < 1:
+            raise ValueError(f"validation interval must be >= 1 epoch, got {interval}")
+        self.validate = validate
+        self.network = network
+        self.interval = interval
+        self.total_epochs = total_epochs
+        self.records_file = records_file
+        self.best_file = best_file
+        self.patience = patience
+        self.meta = dict(checkpoint_meta or {})
+        self.on_end = on_end
+        self.log = log
+        self.best_loss, self.best_epoch, self.bad_evals = float("inf"), 0, 0
+        self.minutes_before, self.eval_seconds, self.start = 0.0, 0.0, None
+        self.stopped_early = False
+        if records_file and os.path.exists(records_file):  # a resumed run continues the curve
+            with open(records_file, encoding="utf-8") as f:
+                old = [json.loads(line) for line in f if line.strip()]
+            if old:
+                best = min(old, key=lambda r: r["val_loss"])
+                self.best_loss, self.best_epoch = best["val_loss"], best["epoch"]
+                self.minutes_before = old[-1]["minutes"]
+
+    def on_train_begin(self, run_context):
+        self.start = time.time()
+
+    def training_minutes(self):
+        return self.minutes_before + (time.time() - self.start - self.eval_seconds) / 60.0
+
+    def on_train_epoch_end(self, run_context):
+        epoch = run_context.original_args().cur_epoch_num
+        if epoch % self.interval and epoch != self.total_epochs:
+            return
+        minutes = self.training_minutes()
+        began = time.time()
+        was_training = self.network.training
+        self.network.set_train(False)
+        try:
+            loss, record = self.validate(self.network)
+        finally:
+            self.network.set_train(was_training)
+        improved = loss < self.best_loss
+        if improved:
+            self.best_loss, self.best_epoch, self.bad_evals = loss, epoch, 0
+            self._save_best(epoch, loss)
+        else:
+            self.bad_evals += 1
+        if self.records_file:
+            with open(self.records_file, "a", encoding="utf-8") as f:
+                f.write(json.dumps(dict({"epoch": epoch, "minutes": round(minutes, 4),
+                                         "val_loss": loss, "best": improved}, **record)) + "\n")
+        self.eval_seconds += time.time() - began
+        if self.log:
+            self.log(f"epoch: {epoch} validation loss {loss:.6g} (best {self.best_loss:.6g} at epoch "
+                     f"{self.best_epoch}), MSE {record.get('mse', float('nan')):.2f}, SSIM "
+                     f"{record.get('ssim', float('nan')):.4f}; {minutes:.2f} min of training, "
+                     f"validation took {time.time() - began:.1f} s")
+        if self.patience and self.bad_evals >= self.patience:
+            self.stopped_early = True
+            if self.log:
+                self.log(f"early stop: no lower validation loss in {self.bad_evals} evaluations; "
+                         f"best epoch {self.best_epoch}")
+            run_context.request_stop()
+
+    def _save_best(self, epoch, loss):
+        if not self.best_file:
+            return
+        from src.checkpoint import save_checkpoint_atomic
+        append = dict(self.meta, epoch_num=int(epoch), val_loss=str(loss))
+        save_checkpoint_atomic(self.network, self.best_file, append_dict=append)
+
+    def on_train_end(self, run_context):
+        if self.on_end and self.records_file and os.path.exists(self.records_file):
+            self.on_end()

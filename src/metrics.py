@@ -4,7 +4,11 @@ Video prediction (arrays (N, T, C, H, W) with values in [0, 1]), OpenSTL convent
 - MSE / MAE: squared / absolute error **summed over the pixels of a frame** (C*H*W), averaged over
   frames and samples (OpenSTL's ConvLSTM on Moving MNIST: MSE 29.80, MAE 90.64).
 - SSIM: ``skimage.metrics.structural_similarity(..., data_range=1.0)`` per frame (default 7x7
-  uniform window; channel_axis for C > 1), averaged over frames and samples.
+  uniform window; channel_axis for C > 1), averaged over frames and samples: the correct range.
+- ssim_openstl: the same with ``data_range=2.0``. OpenSTL called skimage without ``data_range`` on
+  an skimage that then assumed the range of a float image, [-1, 1], i.e. 2; its published table
+  (ConvLSTM SSIM 0.9288 on Moving MNIST) is therefore comparable with ``ssim_openstl``, which reads
+  0.01-0.03 higher than ``ssim`` for the same predictions.
 - PSNR: ``skimage.metrics.peak_signal_noise_ratio(..., data_range=1.0)`` per frame, averaged.
   A frame predicted exactly (MSE 0, PSNR infinite) counts as ``PSNR_CAP`` = 100 dB so that the
   average stays finite (OpenSTL returns inf there).
@@ -30,11 +34,14 @@ def _check(pred, true):
     return pred, true
 
 
-def _frame_ssim(p, t):
+OPENSTL_SSIM_RANGE = 2.0
+
+
+def _frame_ssim(p, t, data_range=1.0):
     """SSIM of one (C, H, W) frame."""
     if p.shape[0] == 1:
-        return structural_similarity(p[0], t[0], data_range=1.0)
-    return structural_similarity(p, t, data_range=1.0, channel_axis=0)
+        return structural_similarity(p[0], t[0], data_range=data_range)
+    return structural_similarity(p, t, data_range=data_range, channel_axis=0)
 
 
 def _frame_psnr(p, t):
@@ -55,6 +62,7 @@ class VideoMetricAccumulator:
         self.sq_err = 0.0
         self.abs_err = 0.0
         self.ssim = 0.0
+        self.ssim_openstl = 0.0
         self.psnr = 0.0
         self.cross_entropy = 0.0
         self.sq_err_per_step = None
@@ -78,12 +86,14 @@ class VideoMetricAccumulator:
         for i in range(n):
             for j in range(t):
                 self.ssim += _frame_ssim(pred[i, j], true[i, j])
+                self.ssim_openstl += _frame_ssim(pred[i, j], true[i, j], OPENSTL_SSIM_RANGE)
                 self.psnr += _frame_psnr(pred[i, j], true[i, j])
         self.num_sequences += n
         self.num_frames += n * t
 
     def result(self):
-        """Dict with mse, mae, ssim, psnr, cross_entropy, mse_per_frame (list), num_sequences."""
+        """Dict with mse, mae, ssim, ssim_openstl, psnr, cross_entropy, mse_per_frame (list),
+        num_sequences."""
         if self.num_frames == 0:
             raise ValueError("VideoMetricAccumulator.result() called before any update()")
         frames, seqs = self.num_frames, self.num_sequences
@@ -91,6 +101,7 @@ class VideoMetricAccumulator:
             "mse": self.sq_err / frames,
             "mae": self.abs_err / frames,
             "ssim": self.ssim / frames,
+            "ssim_openstl": self.ssim_openstl / frames,
             "psnr": self.psnr / frames,
             "cross_entropy": self.cross_entropy / seqs,
             "mse_per_frame": (self.sq_err_per_step / seqs).tolist(),

@@ -46,7 +46,8 @@ def check_precision(amp_level, loss_scale):
         raise UserError(f"loss_scale must be >= 1 (1 = no scaling), got {loss_scale}")
 
 
-def build_train_model(network, loss_fn, make_optimizer, amp_level="O0", loss_scale=1.0):
+def build_train_model(network, loss_fn, make_optimizer, amp_level="O0", loss_scale=1.0,
+                      grad_clip_norm=0.0):
     """The training ``Model`` for ``network`` at the given precision.
 
     Args:
@@ -55,6 +56,8 @@ def build_train_model(network, loss_fn, make_optimizer, amp_level="O0", loss_sca
             scale used here, so the optimizer's gradient un-scaling always matches.
         amp_level: ``O0`` (fp32), ``O2`` (fp16, BatchNorm and loss fp32) or ``O3`` (all fp16).
         loss_scale: fixed loss scale; 1 = none.
+        grad_clip_norm: > 0 clips the (unscaled) gradients to this global norm
+            (``src/train_step.py``); fp32 (``O0``) only.
 
     Returns ``(model, optimizer)``. With O2 / O3 MindSpore casts ``network``'s cells in place, so
     the object keeps computing in fp16 afterwards: evaluate or export from a network built anew
@@ -63,6 +66,13 @@ def build_train_model(network, loss_fn, make_optimizer, amp_level="O0", loss_sca
     check_precision(amp_level, loss_scale)
     loss_scale = float(loss_scale)
     optimizer = make_optimizer(loss_scale)
+    if grad_clip_norm > 0:
+        if amp_level != "O0":
+            raise UserError(f"grad_clip_norm needs fp32 training: pass --amp_level O0 (or "
+                            f"--grad_clip_norm 0 to train with amp_level {amp_level})")
+        from src.train_step import clipped_train_network
+        return Model(clipped_train_network(network, loss_fn, optimizer, grad_clip_norm,
+                                           loss_scale)), optimizer
     manager = FixedLossScaleManager(loss_scale, drop_overflow_update=False) if loss_scale > 1 else None
     model = Model(network, loss_fn=loss_fn, optimizer=optimizer, amp_level=amp_level,
                   loss_scale_manager=manager)

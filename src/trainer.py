@@ -15,7 +15,7 @@ import mindspore as ms
 import mindspore.dataset as ds
 from mindspore.train import CheckpointConfig
 
-from src.callbacks import TrainMonitor
+from src.callbacks import TrainMonitor, ValidationMonitor
 from src.checkpoint import (CHECKPOINT_INFO, SafeModelCheckpoint, check_resume, checkpoint_meta,
                             read_checkpoint, remove_orphan_tmp, resume_state, trim_history)
 from src.data import create_dataset_from_config
@@ -56,7 +56,8 @@ def build_training(cfg, network, params, loss_fn, steps_per_epoch, amp_level, lo
                                 filter_bias_and_bn=cfg.filter_bias_and_bn,
                                 rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps)
 
-    model, optimizer = build_train_model(network, loss_fn, make_optimizer, amp_level, loss_scale)
+    model, optimizer = build_train_model(network, loss_fn, make_optimizer, amp_level, loss_scale,
+                                         grad_clip_norm=cfg.grad_clip_norm)
     return model, optimizer, lr
 
 
@@ -116,6 +117,12 @@ def train(cfg):
         orphans = remove_orphan_tmp(ckpt_dir)
         if orphans:
             print(f"removed {len(orphans)} unfinished checkpoint file(s) of an earlier run from {ckpt_dir}")
+        remove_orphan_tmp(out_dir)  # an unfinished best.ckpt of a killed run
+        curve = os.path.join(out_dir, LEARNING_CURVE)
+        if not cfg.resume and os.path.exists(curve):
+            os.remove(curve)
+        elif cfg.resume:
+            trim_history(curve, initial_epoch)  # validations of epochs trained again
         if history and not cfg.resume and os.path.exists(history):
             os.remove(history)
         elif history and cfg.resume:
@@ -132,6 +139,10 @@ def train(cfg):
               f"{cfg.epoch_size} epochs, batch {cfg.batch_size} x {group_size} rank(s), "
               f"device {cfg.device_target}); outputs in {out_dir}", flush=True)
 
+    validation = validation_monitor(cfg, task, network, out_dir, is_main, class_names)
+    if validation:
+        callbacks.insert(1, validation)
+
     # 7. train
     sink = cfg.dataset_sink_mode and cfg.device_target != "CPU"
     start = time.time()
@@ -142,4 +153,32 @@ def train(cfg):
         print(f"training done in {elapsed:.1f} s; checkpoints in {ckpt_dir}", flush=True)
     return {"output_dir": out_dir, "checkpoint_dir": ckpt_dir, "seconds": elapsed,
             "rank": rank, "group_size": group_size, "network": network,
-            "steps_per_epoch": steps_per_epoch}
+            "steps_per_epoch": steps_per_epoch,
+            "best_checkpoint": validation.best_file if validation and validation.best_epoch else None,
+            "stopped_early": bool(validation and validation.stopped_early)}
+
+
+LEARNING_CURVE = "learning_curve.jsonl"
+BEST_CHECKPOINT = "best.ckpt"
+
+
+def validation_monitor(cfg, task, network, out_dir, is_main, class_names=None):
+    """The validation callback (None when ``eval_interval`` is 0): every rank validates on the
+    whole validation split (identical weights give identical losses, so every rank takes the same
+    early-stop decision); rank 0 writes ``learning_curve.jsonl``, ``best.ckpt`` (the network with
+    the lowest validation loss, in the run folder, outside the checkpoints/ rotation) and
+    ``learning_curve.png``."""
+    if cfg.eval_interval <= 0:
+        if cfg.patience > 0:
+            raise UserError("patience (early stopping) needs validation: pass --eval_interval N")
+        return None
+    val_dataset = create_dataset_from_config(cfg, "val")
+    records = os.path.join(out_dir, LEARNING_CURVE) if is_main else None
+    return ValidationMonitor(
+        lambda net: task.validate(net, val_dataset), network, cfg.eval_interval, cfg.epoch_size,
+        records_file=records, best_file=os.path.join(out_dir, BEST_CHECKPOINT) if is_main else None,
+        patience=cfg.patience,
+        checkpoint_meta=checkpoint_meta(cfg.model_name, class_names, cfg.optimizer),
+        on_end=(lambda: task.save_learning_curve(records, os.path.join(out_dir, "learning_curve.png")))
+        if is_main else None,
+        log=print if is_main else None)

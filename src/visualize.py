@@ -1,4 +1,5 @@
-"""Pictures: ConvLSTM input / ground-truth / prediction strips and loss curves (PNG, matplotlib)."""
+"""Pictures: ConvLSTM input / ground-truth / prediction strips, loss curves and learning curves
+(PNG, matplotlib)."""
 import json
 import os
 
@@ -64,5 +65,40 @@ def save_loss_curve(history_file, path, title="training loss"):
     fig.tight_layout()
     with writing(path, partial=[path]):
         fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+LEARNING_CURVE_METRICS = (("mse", "MSE per frame (lower is better)"),
+                          ("ssim", "SSIM (higher is better)"))
+BASELINES = (("copy_last_frame", "copy last frame", "tab:orange"),
+             ("blank_frames", "blank frames", "tab:green"))
+
+
+def save_learning_curve(records_file, path, title="ConvLSTM on held-out sequences"):
+    """One PNG, two panels (MSE and SSIM) against minutes of training, from a JSON-lines file of
+    evaluation records ``{"epoch", "minutes", "mse", "ssim", "copy_last_frame": {"mse", "ssim",
+    ...}, "blank_frames": {...}}`` (what training writes to ``learning_curve.jsonl``). The two
+    baselines are drawn as horizontal lines (their values from the last record: they do not
+    depend on the model), so the reader sees when the model beats them."""
+    plt = _pyplot()
+    records = read_loss_history(records_file)
+    if not records:
+        raise ValueError(f"{records_file} holds no evaluation records")
+    minutes = [r["minutes"] for r in records]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, (key, label) in zip(axes, LEARNING_CURVE_METRICS):
+        ax.plot(minutes, [r[key] for r in records], "o-", color="tab:blue", label="model")
+        for base, name, colour in BASELINES:
+            if base in records[-1]:
+                ax.axhline(records[-1][base][key], linestyle="--", color=colour, label=name)
+        ax.set_xlabel("minutes of training")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path

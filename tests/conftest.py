@@ -65,4 +65,4 @@ def mmnist_dir(tmp_path):
 
 TINY_CONVLSTM = ["--image_size", "32", "--hidden_channels", "4,4", "--input_kernel", "3",
                  "--state_kernel", "3", "--input_frames", "3", "--output_frames", "3",
-                 "--train_sequences", "8", "--batch_size", "4"]
+                 "--train_sequences", "8", "--val_sequences", "4", "--batch_size", "4"]

@@ -5,7 +5,7 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor, nn
 
-from src.models.convlstm import ConvLSTM, ConvLSTMCell, count_parameters
+from src.models.convlstm import ConvLSTM, ConvLSTMCell, convert_legacy_params, count_parameters
 
 
 @pytest.fixture(autouse=True)
@@ -52,16 +52,23 @@ def test_table1_parameter_counts(kx, kh, hidden, expected):
 def test_parameter_names_and_peepholes_trainable():
     net = tiny()
     names = {p.name for p in net.trainable_params()}
-    for name in ("encoder.0.conv_x.weight", "encoder.0.conv_x.bias", "encoder.0.conv_h.weight",
-                 "encoder.1.w_ci", "forecaster.0.conv_h.weight", "forecaster.0.conv_h.bias",
-                 "forecaster.0.w_co", "forecaster.1.conv_x.weight", "head.weight",
-                 "head.bias"):
+    for name in ("encoder.0.conv_xh.weight", "encoder.0.conv_xh.bias", "encoder.1.w_ci",
+                 "forecaster.0.conv_h.weight", "forecaster.0.conv_h.bias", "forecaster.0.w_co",
+                 "forecaster.1.conv_xh.weight", "head.weight", "head.bias"):
         assert name in names
     # the first forecaster layer has no input-to-state weights and one bias set
     assert not any(n.startswith("forecaster.0.conv_x") for n in names)
-    assert "encoder.0.conv_h.bias" not in names
-    cell = ConvLSTMCell(4, 6, 5, 3)
+    assert not any(".conv_x." in n or "encoder.0.conv_h" in n for n in names)
+    cell = ConvLSTMCell(4, 6, 5, 3)  # different kernels: two convolutions, one bias set
+    assert not cell.fused
     assert count_parameters(cell) == 4 * 4 * 6 * 25 + 4 * 6 * 6 * 9 + 4 * 6 + 3 * 6
+    fused = ConvLSTMCell(4, 6, 3, 3)
+    assert fused.fused and fused.conv_xh.weight.shape == (24, 10, 3, 3)
+    assert count_parameters(fused) == 4 * 4 * 6 * 9 + 4 * 6 * 6 * 9 + 4 * 6 + 3 * 6
+    unfused = tiny(fuse_gates=False)
+    assert {"encoder.0.conv_x.weight", "encoder.0.conv_x.bias", "encoder.0.conv_h.weight"} <= \
+        {p.name for p in unfused.trainable_params()}
+    assert count_parameters(unfused) == count_parameters(net)
 
 
 def test_patchify_layout_and_roundtrip():
@@ -152,3 +159,71 @@ def test_export_mindir_and_onnx(tmp_path):
     session = ort.InferenceSession(str(tmp_path / "convlstm.onnx"))
     out = session.run(None, {session.get_inputs()[0].name: x.asnumpy()})[0]
     np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+# ---------------------------------------------------------------- fused gates and old checkpoints
+def test_fused_gate_init_keeps_the_two_part_distribution():
+    cell = ConvLSTMCell(16, 8, 3, 3)
+    w = cell.conv_xh.weight.asnumpy()
+    bound_x, bound_h = np.sqrt(6 / (16 * 9)), np.sqrt(6 / (8 * 9))  # He-uniform of Wx and of Wh
+    assert np.abs(w[:, :16]).max() <= bound_x and np.abs(w[:, :16]).max() > 0.9 * bound_x
+    assert np.abs(w[:, 16:]).max() <= bound_h and np.abs(w[:, 16:]).max() > 0.9 * bound_x
+    bias = cell.conv_xh.bias.asnumpy()
+    np.testing.assert_array_equal(bias, np.repeat([0.0, 1.0, 0.0, 0.0], 8))  # forget bias 1
+
+
+@pytest.mark.parametrize("use_unfold", [False, True])
+def test_old_checkpoint_loads_into_fused_network(tmp_path, use_unfold):
+    """A checkpoint of the two-convolution layout (saved with optimizer state, as train.py does)
+    loads into the fused network through convert_legacy_params and gives the same outputs."""
+    old = tiny(input_kernel=5, state_kernel=5, fuse_gates=False)
+    opt = nn.Adam(old.trainable_params(), learning_rate=1e-3)
+    path = str(tmp_path / "old.ckpt")
+    ms.save_checkpoint([{"name": p.name, "data": p} for p in old.get_parameters()] +
+                       [{"name": m.name, "data": m} for m in opt.moment1], path,
+                       append_dict={"model_name": "convlstm"})
+    x = Tensor(rand_frames())
+    expected = old(x).asnumpy()
+    fused = tiny(input_kernel=5, state_kernel=5, use_unfold=use_unfold)
+    params = convert_legacy_params(ms.load_checkpoint(path), fused)
+    assert "encoder.1.conv_xh.weight" in params and "encoder.1.conv_x.weight" not in params
+    assert "moment1.encoder.1.conv_xh.weight" in params  # optimizer state follows
+    assert params["model_name"] == "convlstm"  # other entries pass through
+    tensors = {k: v for k, v in params.items() if isinstance(v, ms.Parameter)}
+    missing, unused = ms.load_param_into_net(fused, tensors, strict_load=True)
+    assert not missing and unused and all(n.startswith("moment1.") for n in unused), unused
+    np.testing.assert_allclose(fused(x).asnumpy(), expected, atol=1e-5, rtol=0)
+
+
+def test_fused_checkpoint_loads_into_unfused_network_and_back(tmp_path):
+    fused = tiny()
+    path = str(tmp_path / "fused.ckpt")
+    ms.save_checkpoint(fused, path)
+    x = Tensor(rand_frames())
+    expected = fused(x).asnumpy()
+    split = tiny(fuse_gates=False)
+    params = convert_legacy_params(ms.load_checkpoint(path), split)
+    missing, unused = ms.load_param_into_net(split, params, strict_load=True)
+    assert not missing and not unused
+    np.testing.assert_allclose(split(x).asnumpy(), expected, atol=1e-5, rtol=0)
+    # the round trip restores the fused weights exactly; a matching layout passes through
+    again = convert_legacy_params({p.name: p for p in split.get_parameters()}, tiny())
+    for p in fused.get_parameters():
+        np.testing.assert_array_equal(again[p.name].asnumpy(), p.asnumpy())
+    same = ms.load_checkpoint(path)
+    assert convert_legacy_params(same, tiny()).keys() == same.keys()
+
+
+def test_unequal_kernels_are_not_fused_and_need_no_conversion():
+    net = tiny(input_kernel=5, state_kernel=1)
+    assert not any(cell.fused for cell in net.encoder)
+    params = {p.name: p for p in net.get_parameters()}
+    assert convert_legacy_params(params, net).keys() == params.keys()
+
+
+def test_checkpoint_loader_converts_old_layouts_through_the_model_hook():
+    from src.checkpoint import adapt_params
+    old = tiny(fuse_gates=False)
+    params = {p.name: p for p in old.get_parameters()}
+    adapted = adapt_params(params, tiny(), "convlstm")
+    assert "encoder.0.conv_xh.weight" in adapted and "encoder.0.conv_x.weight" not in adapted

@@ -48,6 +48,42 @@ def test_train_resume_eval(mmnist_dir, tmp_path):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_validation_keep_best_learning_curve_and_clipping(mmnist_dir, tmp_path):
+    """Validation every epoch (learning_curve.jsonl + .png, best.ckpt), gradient clipping on."""
+    out = str(tmp_path / "run")
+    rc, stdout, stderr = run("train.py", "--config_path", CPU, "--data_path", mmnist_dir,
+                             "--output_dir", out, *TINY_CONVLSTM, "--epoch_size", "3",
+                             "--eval_interval", "1", "--patience", "0", "--grad_clip_norm", "1.0")
+    assert rc == 0, stderr[-2000:]
+    assert "epoch: 3 validation loss" in stdout
+    with open(os.path.join(out, "learning_curve.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert all(r["num_samples"] == 4 for r in records)
+    minutes = [r["minutes"] for r in records]
+    assert minutes == sorted(minutes) and minutes[0] > 0
+    for key in ("mse", "ssim", "ssim_openstl", "val_loss"):
+        assert all(r[key] > 0 for r in records)
+    assert all(r["copy_last_frame"]["mse"] > 0 and "ssim" in r["blank_frames"] for r in records)
+    best = min(records, key=lambda r: r["val_loss"])
+    assert best["best"] and records[0]["best"]
+    stored = ms.load_checkpoint(os.path.join(out, "best.ckpt"))
+    assert int(stored["epoch_num"].asnumpy()) == best["epoch"]
+    assert float(stored["val_loss"]) == best["val_loss"]
+    assert os.path.getsize(os.path.join(out, "learning_curve.png")) > 1000
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp.ckpt")]
+    rc, stdout, stderr = run("eval.py", "--config_path", CPU, "--data_path", mmnist_dir,
+                             "--ckpt_file", os.path.join(out, "best.ckpt"), *TINY_CONVLSTM,
+                             "--result_dir", str(tmp_path / "eval"))
+    assert rc == 0, stderr[-2000:]
+
+
+def test_validation_needs_sequences(mmnist_dir, tmp_path):
+    rc, _, stderr = run("train.py", "--config_path", CPU, "--data_path", mmnist_dir,
+                        "--output_dir", str(tmp_path), *TINY_CONVLSTM, "--val_sequences", "0")
+    assert rc == 2 and "--val_sequences N" in stderr and len(stderr.strip().splitlines()) == 1
+
+
 def test_missing_moving_mnist_files_are_one_line_errors(tmp_path):
     rc, _, stderr = run("train.py", "--config_path", CPU, "--data_path", str(tmp_path))
     assert rc == 2 and "train-images-idx3-ubyte" in stderr and len(stderr.strip().splitlines()) == 1

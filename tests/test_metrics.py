@@ -33,6 +33,19 @@ def test_identical_frames():
     assert video_metrics(frames(seed=1), true)["ssim"] < 0.5
 
 
+def test_ssim_openstl_is_skimage_ssim_with_range_2():
+    from skimage.metrics import structural_similarity
+    true = frames(n=1, t=2)
+    pred = np.clip(true + np.random.default_rng(4).normal(0, 0.1, true.shape), 0, 1)
+    m = video_metrics(pred, true)
+    expected = np.mean([structural_similarity(pred[0, j, 0], true[0, j, 0], data_range=2.0)
+                        for j in range(2)])
+    assert m["ssim_openstl"] == pytest.approx(expected)
+    # range 2 makes the stabilising constants C1, C2 four times larger: a higher SSIM
+    assert m["ssim_openstl"] > m["ssim"]
+    assert video_metrics(true, true)["ssim_openstl"] == pytest.approx(1.0)
+
+
 def test_cross_entropy_per_sequence():
     true = (frames() > 0.5).astype(np.float64)
     half = np.full_like(true, 0.5)
@@ -52,7 +65,7 @@ def test_accumulator_matches_one_shot():
     acc.update(pred[:2], true[:2])
     acc.update(pred[2:], true[2:])
     streamed, whole = acc.result(), video_metrics(pred, true)
-    for key in ("mse", "mae", "ssim", "psnr", "cross_entropy"):
+    for key in ("mse", "mae", "ssim", "ssim_openstl", "psnr", "cross_entropy"):
         assert streamed[key] == pytest.approx(whole[key])
     assert streamed["mse_per_frame"] == pytest.approx(whole["mse_per_frame"])
     assert np.mean(whole["mse_per_frame"]) == pytest.approx(whole["mse"])

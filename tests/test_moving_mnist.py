@@ -8,7 +8,8 @@ import pytest
 
 from src.data.mnist_idx import (read_idx_images, read_idx_labels, write_idx_images,
                                 write_idx_labels)
-from src.data.moving_mnist import (EpochSampler, MovingMNISTGenerator, create_moving_mnist_dataset,
+from src.data.moving_mnist import (VAL_STREAM, EpochSampler, MovingMNISTGenerator,
+                                   create_moving_mnist_dataset, create_moving_mnist_val_dataset,
                                    load_mnist_test_seq, write_mnist_test_seq)
 
 
@@ -147,6 +148,52 @@ def test_train_pipeline_shapes_and_new_sequences_each_epoch(data_dir):
     assert not np.array_equal(epochs[0][0][0], epochs[1][0][0])
     again = collect(create_moving_mnist_dataset(str(data_dir), "train", 3, num_sequences=7))
     np.testing.assert_array_equal(again[0][0][0], epochs[0][0][0])  # reproducible
+
+
+def test_fixed_training_set_repeats_the_same_sequences(data_dir):
+    fixed = create_moving_mnist_dataset(str(data_dir), "train", 2, num_sequences=4,
+                                        resample_each_epoch=False)
+    epochs = collect(fixed, epochs=3)
+    sets = [{a.tobytes() for batch, _ in e for a in batch} for e in epochs]
+    assert len(sets[0]) == 4 and sets[0] == sets[1] == sets[2]
+    orders = [[a.tobytes() for batch, _ in e for a in batch] for e in epochs]
+    assert orders[0] != orders[1] or orders[1] != orders[2]  # reshuffled each epoch
+    fresh = collect(create_moving_mnist_dataset(str(data_dir), "train", 2, num_sequences=4), 2)
+    assert {a.tobytes() for b, _ in fresh[0] for a in b} == sets[0]  # epoch 0 is the same set
+    assert not {a.tobytes() for b, _ in fresh[1] for a in b} & sets[0]  # then new ones
+
+
+def test_validation_split_is_fixed_and_disjoint_from_training(data_dir):
+    val = create_moving_mnist_val_dataset(str(data_dir), batch_size=4, num_sequences=6, seed=1)
+    first = collect(val)[0]
+    assert [b[0].shape for b in first] == [(4, 10, 1, 64, 64), (2, 10, 1, 64, 64)]  # remainder kept
+    again = collect(create_moving_mnist_dataset(str(data_dir), "val", 4, num_sequences=6, seed=1))
+    for (a, b), (c, d) in zip(first, again[0]):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+    val_rows = {row.tobytes() for a, _ in first for row in a}
+    train = create_moving_mnist_dataset(str(data_dir), "train", 2, num_sequences=6, seed=1)
+    train_rows = {row.tobytes() for e in collect(train, 3) for a, _ in e for row in a}
+    assert len(val_rows) == 6 and not val_rows & train_rows
+    # the streams draw independently: same seed, epoch and index, different trajectories
+    digits = random_digits()
+    train_gen = MovingMNISTGenerator(digits, 3, seed=1)
+    val_gen = MovingMNISTGenerator(digits, 3, seed=1, stream=VAL_STREAM)
+    assert not np.array_equal(train_gen.trajectory(0)[0], val_gen.trajectory(0)[0])
+    with pytest.raises(ValueError, match="num_sequences >= 1"):
+        create_moving_mnist_val_dataset(str(data_dir), 4, 0)
+
+
+def test_config_keys_reach_the_pipelines(data_dir):
+    from src.data import create_dataset_from_config, dataset_kwargs
+    from src.model_utils.config import get_config
+    cfg = get_config(["--data_path", str(data_dir), "--eval_data_path", "/nonexistent",
+                      "--resample_each_epoch", "false", "--val_sequences", "5",
+                      "--train_sequences", "4"], default_config="config/mmnist_config_cpu.yaml")
+    assert dataset_kwargs(cfg, "train")["resample_each_epoch"] is False
+    assert dataset_kwargs(cfg, "val")["num_sequences"] == 5
+    val = create_dataset_from_config(cfg, "val")  # reads the training digits in data_path
+    assert sum(a.shape[0] for a, _ in collect(val)[0]) == 5
 
 
 def test_epoch_sampler_shards_are_disjoint_and_cover():

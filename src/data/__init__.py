@@ -30,9 +30,14 @@ def dataset_kwargs(cfg, split, class_names=None):
     common = dict(num_parallel_workers=cfg.num_parallel_workers or None, num_samples=num_samples)
     if cfg.dataset == "moving_mnist":
         common.pop("num_samples")
-        return dict(common, input_frames=cfg.input_frames, output_frames=cfg.output_frames,
-                    image_size=cfg.image_size, num_digits=cfg.num_digits, seed=cfg.seed,
-                    num_sequences=cfg.train_sequences if split == "train" else (cfg.eval_num_samples or None))
+        kwargs = dict(common, input_frames=cfg.input_frames, output_frames=cfg.output_frames,
+                      image_size=cfg.image_size, num_digits=cfg.num_digits, seed=cfg.seed)
+        if split == "train":
+            return dict(kwargs, num_sequences=cfg.train_sequences,
+                        resample_each_epoch=cfg.resample_each_epoch)
+        if split == "val":
+            return dict(kwargs, num_sequences=cfg.val_sequences)
+        return dict(kwargs, num_sequences=cfg.eval_num_samples or None)
     kwargs = dict(common, image_size=cfg.image_size, augment=cfg.augment, hflip=cfg.hflip)
     if cfg.dataset == "cifar10":
         kwargs["num_classes"] = cfg.num_classes
@@ -44,13 +49,22 @@ def dataset_kwargs(cfg, split, class_names=None):
 
 def create_dataset_from_config(cfg, split, shard_id=None, num_shards=None, start_epoch=0,
                                data_path=None, batch_size=None, class_names=None):
-    """The pipeline of ``split`` as the config describes it; ``start_epoch`` (training resumed
-    after that many epochs) lets generated data sets continue their per-epoch sequence.
+    """The pipeline of ``split`` ('train', 'eval', or 'val': Moving MNIST's validation sequences
+    generated from the training digits) as the config describes it; ``start_epoch`` (training
+    resumed after that many epochs) lets generated data sets continue their per-epoch sequence.
 
     ``data_path``, ``batch_size`` and ``class_names`` replace the config's values for this call
     (the config itself is read-only): e.g. preprocess.py reads its own data folder at batch 1 in
     the label order stored in a checkpoint."""
-    path = data_path or (cfg.data_path if split == "train" else (cfg.eval_data_path or cfg.data_path))
+    if split == "val" and (cfg.dataset != "moving_mnist" or cfg.val_sequences < 1):
+        from src.model_utils.errors import UserError
+        if cfg.dataset != "moving_mnist":
+            raise UserError(f"{cfg.dataset} has no validation split (only moving_mnist generates "
+                            "one): pass --eval_interval 0")
+        raise UserError("validation needs validation sequences: pass --val_sequences N (N >= 1) "
+                        "or --eval_interval 0")
+    default_path = cfg.data_path if split in ("train", "val") else (cfg.eval_data_path or cfg.data_path)
+    path = data_path or default_path
     batch = batch_size or (cfg.batch_size if split == "train" else (cfg.eval_batch_size or cfg.batch_size))
     kwargs = dataset_kwargs(cfg, split, class_names)
     if num_shards and num_shards > 1:

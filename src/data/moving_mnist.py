@@ -5,7 +5,11 @@ Training sequences follow Srivastava et al. 2015 (``BouncingMNISTDataHandler``):
 and a constant speed of ``step_length`` of the free range per frame (~3.6 px), reflected at the
 borders; digits are combined with ``max`` and scaled to [0, 1].
 
-Sequence ``index`` of ``epoch`` is a pure function of (seed, epoch, index). The training pipeline
+Sequence ``index`` of ``epoch`` is a pure function of (seed, epoch, index) and of the generator's
+``stream``: stream 0 are training sequences, stream ``VAL_STREAM`` the validation split (generated
+from the same training digits, never equal to a training sequence's random draws). With
+``resample_each_epoch=False`` training reuses epoch 0's ``num_sequences`` sequences every epoch (a
+fixed training set, as Shi et al.'s 10,000). Otherwise the training pipeline
 gets new sequences every epoch through ``EpochSampler``: its ``__iter__`` runs once per epoch (in the
 pipeline's own copy; the counter is shared between copies) and yields keys
 ``epoch * num_sequences + index``, which ``MovingMNISTGenerator.__getitem__`` decodes. The epoch
@@ -26,6 +30,8 @@ TEST_SEQ_FILE = "mnist_test_seq.npy"
 TRAIN_IMAGES_FILE = "train-images-idx3-ubyte"
 TEST_SEQ_URL = "http://www.cs.toronto.edu/~nitish/unsupervised_video/mnist_test_seq.npy"
 MNIST_URL = "http://yann.lecun.com/exdb/mnist/ (mirror: https://ossci-datasets.s3.amazonaws.com/mnist/)"
+TRAIN_STREAM = 0
+VAL_STREAM = 1
 
 
 class MovingMNISTGenerator:
@@ -40,13 +46,15 @@ class MovingMNISTGenerator:
         seed (int): base seed.
         step_length (float): speed as a fraction of the free range per frame.
         input_frames, output_frames (int): split of a sequence returned by ``__getitem__``.
+        stream (int): random stream: ``TRAIN_STREAM`` (0) or ``VAL_STREAM``; sequences of
+            different streams are drawn independently.
 
     ``__getitem__(key)`` -> (input (T_in, 1, S, S), target (T_out, 1, S, S)) float32 for sequence
     ``key % num_sequences`` of epoch ``self.epoch + key // num_sequences``.
     """
 
     def __init__(self, digits, num_sequences, seq_len=20, image_size=64, num_digits=2, seed=0,
-                 step_length=0.1, input_frames=10, output_frames=10):
+                 step_length=0.1, input_frames=10, output_frames=10, stream=TRAIN_STREAM):
         digits = np.asarray(digits)
         if digits.ndim != 3 or digits.dtype != np.uint8 or len(digits) == 0:
             raise DataError(f"digits must be a non-empty (N, h, w) uint8 array, got {digits.dtype} "
@@ -66,6 +74,7 @@ class MovingMNISTGenerator:
         self.step_length = step_length
         self.input_frames = input_frames
         self.output_frames = output_frames
+        self.stream = int(stream)
         self.epoch = 0
 
     def set_epoch(self, epoch):
@@ -77,7 +86,10 @@ class MovingMNISTGenerator:
 
     def trajectory(self, index, epoch=0):
         """(positions (num_digits, seq_len, 2) int [row, col] of the top-left corner, digit ids)."""
-        rng = np.random.default_rng([self.seed, epoch, index])
+        # stream 0 keeps the three-word key of the original generator ([s, e, i] seeds exactly as
+        # [s, e, i, 0]), so other streams never reproduce a training sequence's draws
+        key = [self.seed, epoch, index] + ([self.stream] if self.stream else [])
+        rng = np.random.default_rng(key)
         dh, dw = self.digits.shape[1:]
         free = np.array([self.image_size - dh, self.image_size - dw], np.float64)
         positions = np.zeros((self.num_digits, self.seq_len, 2), np.int64)
@@ -262,6 +274,28 @@ def _test_file(data_path):
     return path
 
 
+def create_moving_mnist_val_dataset(data_path, batch_size, num_sequences, input_frames=10,
+                                    output_frames=10, seed=0, image_size=64, num_digits=2,
+                                    num_parallel_workers=1, shard_id=None, num_shards=None):
+    """The validation split: ``num_sequences`` fixed sequences generated from the training digits
+    (``train-images-idx3-ubyte[.gz]`` in ``data_path``) with the validation random stream, so
+    none is a training sequence; the same sequences in the same order at every call, no shuffle,
+    the last partial batch kept. Used to pick the best checkpoint and to stop early; the test set
+    (``mnist_test_seq.npy``) stays untouched for the final figures."""
+    if not num_sequences or num_sequences < 1:
+        raise ValueError(f"the validation split needs num_sequences >= 1, got {num_sequences}")
+    digits = read_idx_images(_train_images(data_path))
+    source = MovingMNISTGenerator(digits, num_sequences, seq_len=input_frames + output_frames,
+                                  image_size=image_size, num_digits=num_digits, seed=seed,
+                                  input_frames=input_frames, output_frames=output_frames,
+                                  stream=VAL_STREAM)
+    dataset = ds.GeneratorDataset(source, column_names=["input", "target"], shuffle=False,
+                                  num_parallel_workers=num_parallel_workers or 1,
+                                  python_multiprocessing=False, num_shards=num_shards,
+                                  shard_id=shard_id)
+    return dataset.batch(batch_size, drop_remainder=False)
+
+
 def create_moving_mnist_dataset(data_path, split, batch_size, input_frames=10, output_frames=10,
                                 num_sequences=None, seed=0, shuffle=None, num_parallel_workers=1,
                                 shard_id=None, num_shards=None, image_size=64, num_digits=2,
@@ -275,10 +309,16 @@ def create_moving_mnist_dataset(data_path, split, batch_size, input_frames=10, o
     drop_remainder default True. split 'test'/'eval': ``mnist_test_seq.npy`` in ``data_path`` (or
     the file), first ``num_sequences`` sequences (default all), shuffle default False,
     drop_remainder default False; sharding there uses GeneratorDataset's DistributedSampler
-    (which pads with repeated samples when N is not a multiple of num_shards).
+    (which pads with repeated samples when N is not a multiple of num_shards). split 'val':
+    ``create_moving_mnist_val_dataset`` with ``num_sequences`` sequences.
     """
     if (num_shards is None) != (shard_id is None):
         raise ValueError("num_shards and shard_id must be given together")
+    if split == "val":
+        return create_moving_mnist_val_dataset(
+            data_path, batch_size, num_sequences, input_frames, output_frames, seed=seed,
+            image_size=image_size, num_digits=num_digits,
+            num_parallel_workers=num_parallel_workers, shard_id=shard_id, num_shards=num_shards)
     is_train = split == "train"
     if is_train:
         digits = read_idx_images(_train_images(data_path))
@@ -298,7 +338,7 @@ def create_moving_mnist_dataset(data_path, split, batch_size, input_frames=10, o
         source = _SplitSequences(sequences, input_frames, output_frames, limit)
         sharding = dict(shuffle=bool(shuffle), num_shards=num_shards, shard_id=shard_id)
     else:
-        raise ValueError(f"unknown Moving MNIST split {split!r}; use 'train', 'test' or 'eval'")
+        raise ValueError(f"unknown Moving MNIST split {split!r}; use 'train', 'val', 'test' or 'eval'")
     dataset = ds.GeneratorDataset(source, column_names=["input", "target"],
                                   num_parallel_workers=num_parallel_workers or 1,
                                   python_multiprocessing=python_multiprocessing, **sharding)

@@ -57,6 +57,11 @@ def _convlstm_convs(cfg):
                        cfg.state_kernel, cfg.image_size)
 
 
+def _convert_convlstm(params, network):
+    from src.models.convlstm import convert_legacy_params
+    return convert_legacy_params(params, network)
+
+
 def _image_input(cfg, batch_size):
     return (batch_size, cfg.in_channels, cfg.image_size, cfg.image_size)
 
@@ -77,7 +82,7 @@ MODELS = {
             hidden_channels=tuple(cfg.hidden_channels), input_kernel=cfg.input_kernel,
             state_kernel=cfg.state_kernel, input_frames=cfg.input_frames,
             output_frames=cfg.output_frames),
-        conv_shapes=_convlstm_convs, input_shape=_video_input),
+        conv_shapes=_convlstm_convs, input_shape=_video_input, convert_params=_convert_convlstm),
 }
 
 

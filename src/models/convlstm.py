@@ -27,12 +27,21 @@ Parameter count (one definition, which reproduces all five ConvLSTM rows of the 
   + 3*Ch           (peepholes wci, wcf, wco: one scalar per channel per gate)
 
 plus the output 1x1 convolution ``sum(Ch)*P + P`` with ``P = patch^2*C``. The encoder's first layer
-input is the 16-channel patched frame. Biases live on ``conv_x`` (or on ``conv_h`` for the
-input-less cell), so every gate has exactly one bias.
+input is the 16-channel patched frame. Every gate has exactly one bias.
+
+Fused gates: when ``Kx == Kh`` a cell with an input computes ``Wx * x + Wh * h`` as ONE convolution
+``conv_xh`` over ``concat([x, h])`` (weight ``(4*Ch, Cin + Ch, K, K)`` = ``[Wx | Wh]`` along the
+input channels, with the gate biases): one GEMM instead of two and no add, same parameter count.
+Otherwise (``Kx != Kh``, or ``fuse_gates=False``) it has ``conv_x`` (with the biases) and
+``conv_h``; the input-less cell has ``conv_h`` with the biases. Checkpoints of either layout load
+into either network through ``convert_legacy_params``.
 
 Initialisation (not given by the paper): convolution weights Kaiming-uniform
-U(-sqrt(6/fan_in), sqrt(6/fan_in)), biases 0 except the forget gate's bias = 1, peepholes 0.
+U(-sqrt(6/fan_in), sqrt(6/fan_in)), biases 0 except the forget gate's bias = 1, peepholes 0. The
+fused weight is initialised as its two parts would be (fan_in of Wx and of Wh separately), so
+training starts from the same distribution in both layouts.
 """
+import re
 
 import numpy as np
 import mindspore as ms
@@ -60,18 +69,21 @@ class ConvLSTMCell(nn.Cell):
         hidden_channels (int): channels of h and c.
         input_kernel (int): input-to-state kernel size (odd; zero padding keeps the size).
         state_kernel (int): state-to-state kernel size (odd).
-        use_unfold (bool): im2col + GEMM convolutions (fast on CPU; not exportable to ONNX).
+        use_unfold (bool or 'small'): im2col + GEMM convolutions (see ``layers.Conv2d``).
         forget_bias (float): initial value of the forget gate's bias.
+        fuse_gates (bool): one convolution over concat([x, h]) when the kernels are equal (the
+            default; same parameters and outputs as two, faster); False keeps ``conv_x`` and
+            ``conv_h`` (the layout of checkpoints written before the fused gates existed).
         x_impl, h_impl (str or None): ``'native'`` / ``'unfold'`` for the input-to-state and the
-            state-to-state convolution (see ``layers.Conv2d``); when given they replace
-            ``use_unfold``.
+            state-to-state convolution (see ``layers.Conv2d``); the fused convolution uses
+            ``x_impl``. When given they replace ``use_unfold``.
 
     ``construct(x, h, c)`` -> ``(h', c')``; ``x`` is ignored (pass ``None``) when in_channels=0.
     Gate order inside the ``4*hidden`` conv output channels: i, f, c~, o.
     """
 
     def __init__(self, in_channels, hidden_channels, input_kernel, state_kernel, use_unfold=False,
-                 forget_bias=1.0, x_impl=None, h_impl=None):
+                 forget_bias=1.0, fuse_gates=True, x_impl=None, h_impl=None):
         super().__init__()
         for k in (input_kernel, state_kernel):
             if k % 2 != 1:
@@ -79,13 +91,22 @@ class ConvLSTMCell(nn.Cell):
         self.in_channels = in_channels
         self.hidden_channels = hidden_channels
         self.has_input = in_channels > 0
+        self.fused = self.has_input and fuse_gates and input_kernel == state_kernel
         gates = 4 * hidden_channels
-        if self.has_input:
-            self.conv_x = Conv2d(in_channels, gates, input_kernel, has_bias=True,
-                                 use_unfold=use_unfold, weight_init=_weight_init(), impl=x_impl)
-        self.conv_h = Conv2d(hidden_channels, gates, state_kernel, has_bias=not self.has_input,
-                             use_unfold=use_unfold, weight_init=_weight_init(), impl=h_impl)
-        bias = (self.conv_x if self.has_input else self.conv_h).bias
+        if self.fused:
+            self.conv_xh = Conv2d(in_channels + hidden_channels, gates, input_kernel, has_bias=True,
+                                  use_unfold=use_unfold, impl=x_impl)
+            parts = [initializer(_weight_init(), (gates, ch, input_kernel, input_kernel), ms.float32)
+                     for ch in (in_channels, hidden_channels)]
+            self.conv_xh.weight.set_data(ops.cat([p.init_data() for p in parts], 1))
+            bias = self.conv_xh.bias
+        else:
+            if self.has_input:
+                self.conv_x = Conv2d(in_channels, gates, input_kernel, has_bias=True,
+                                     use_unfold=use_unfold, weight_init=_weight_init(), impl=x_impl)
+            self.conv_h = Conv2d(hidden_channels, gates, state_kernel, has_bias=not self.has_input,
+                                 use_unfold=use_unfold, weight_init=_weight_init(), impl=h_impl)
+            bias = (self.conv_x if self.has_input else self.conv_h).bias
         init = np.zeros(gates, np.float32)
         init[hidden_channels:2 * hidden_channels] = forget_bias
         bias.set_data(Tensor(init))
@@ -94,7 +115,9 @@ class ConvLSTMCell(nn.Cell):
         self.w_co = Parameter(initializer("zeros", (hidden_channels,), ms.float32), name="w_co")
 
     def construct(self, x, h, c):
-        if self.has_input:
+        if self.fused:
+            z = self.conv_xh(ops.cat((x, h), 1))
+        elif self.has_input:
             z = self.conv_x(x) + self.conv_h(h)
         else:
             z = self.conv_h(h)
@@ -123,6 +146,8 @@ class ConvLSTM(nn.Cell):
             over however many frames the input has).
         output_frames (int): number of predicted frames.
         use_unfold (bool): im2col convolutions (CPU speed); use False to export ONNX.
+        fuse_gates (bool): one gate convolution over concat([x, h]) where the kernels are equal
+            (see ``ConvLSTMCell``); checkpoints of both layouts load via ``convert_legacy_params``.
         conv_impl (callable or None): ``conv_impl(in_ch, out_ch, k, h, w) -> "native" | "unfold"``
             per convolution (e.g. ``src.model_utils.cpu_tuning.conv_impl_policy``); replaces
             ``use_unfold``. Needs ``image_size``.
@@ -135,13 +160,13 @@ class ConvLSTM(nn.Cell):
 
     def __init__(self, in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), input_kernel=5,
                  state_kernel=5, input_frames=10, output_frames=10, use_unfold=False,
-                 conv_impl=None, image_size=None):
+                 fuse_gates=True, conv_impl=None, image_size=None):
         super().__init__()
+        if conv_impl is not None and not image_size:
+            raise ValueError("ConvLSTM: conv_impl needs image_size (the frame height/width)")
         hidden_channels = tuple(int(h) for h in hidden_channels)
         if not hidden_channels:
             raise ValueError("ConvLSTM needs at least one layer (hidden_channels is empty)")
-        if conv_impl is not None and not image_size:
-            raise ValueError("ConvLSTM: conv_impl needs image_size (the frame height/width)")
         self.in_channels = in_channels
         self.patch_size = patch_size
         self.hidden_channels = hidden_channels
@@ -151,20 +176,20 @@ class ConvLSTM(nn.Cell):
         patch_ch = patch_size * patch_size * in_channels
         self.patch_channels = patch_ch
         size = (image_size or 0) // patch_size
+        fused = fuse_gates and input_kernel == state_kernel
 
-        def impl(cin, hid, k):  # what conv_impl picks for a cin -> 4*hid k x k convolution
-            return conv_impl(cin, 4 * hid, k, size, size) if conv_impl and cin else None
+        def cell(cin, hid):  # one layer, with the convolution kernels conv_impl picks for it
+            def impl(c, k):
+                return conv_impl(c, 4 * hid, k, size, size) if conv_impl and c else None
+            x_impl = impl(cin + hid, input_kernel) if fused and cin else impl(cin, input_kernel)
+            return ConvLSTMCell(cin, hid, input_kernel, state_kernel, use_unfold,
+                                fuse_gates=fuse_gates, x_impl=x_impl, h_impl=impl(hid, state_kernel))
 
         enc, fore = [], []
         for layer, hid in enumerate(hidden_channels):
             below = patch_ch if layer == 0 else hidden_channels[layer - 1]
-            enc.append(ConvLSTMCell(below, hid, input_kernel, state_kernel, use_unfold,
-                                    x_impl=impl(below, hid, input_kernel),
-                                    h_impl=impl(hid, hid, state_kernel)))
-            below = 0 if layer == 0 else below  # the first forecaster layer has no input
-            fore.append(ConvLSTMCell(below, hid, input_kernel, state_kernel, use_unfold,
-                                     x_impl=impl(below, hid, input_kernel),
-                                     h_impl=impl(hid, hid, state_kernel)))
+            enc.append(cell(below, hid))
+            fore.append(cell(0 if layer == 0 else below, hid))  # first forecaster layer: no input
         self.encoder = nn.CellList(enc)
         self.forecaster = nn.CellList(fore)
         self.head = Conv2d(sum(hidden_channels), patch_ch, 1, has_bias=True, padding=0,
@@ -248,22 +273,80 @@ class ConvLSTM(nn.Cell):
         return ops.sigmoid(self.construct(x))
 
 
-def conv_shapes(in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), input_kernel=5,
-                state_kernel=5, image_size=64):
-    """``(in_ch, out_ch, kernel, h, w)`` of every convolution (encoder, forecaster, head)."""
-    size = image_size // patch_size
-    patch_ch = patch_size * patch_size * in_channels
-    shapes = []
-    for forecaster in (False, True):
-        for layer, hid in enumerate(hidden_channels):
-            below = patch_ch if layer == 0 else hidden_channels[layer - 1]
-            if not (forecaster and layer == 0):
-                shapes.append((below, 4 * hid, input_kernel, size, size))
-            shapes.append((hid, 4 * hid, state_kernel, size, size))
-    return shapes + [(sum(hidden_channels), patch_ch, 1, size, size)]
-
-
 def count_parameters(net, trainable_only=True):
     """Number of (trainable) parameter values of ``net``."""
     params = net.trainable_params() if trainable_only else net.get_parameters()
     return int(sum(p.size for p in params))
+
+
+_GATE_WEIGHT = re.compile(r"^(.*?)((?:encoder|forecaster)\.\d+\.)conv_(x|h|xh)\.(weight|bias)$")
+
+
+def convert_legacy_params(params, network):
+    """Checkpoint entries re-laid out for ``network``'s gate convolutions; returns a new dict.
+
+    Merges ``<cell>.conv_x.weight`` and ``<cell>.conv_h.weight`` into ``<cell>.conv_xh.weight``
+    (concatenated along the input channels, x first) and renames ``conv_x.bias`` to
+    ``conv_xh.bias`` for every cell of ``network`` that has fused gates; splits them back (at the
+    cell's ``in_channels``) for every cell that has ``conv_x`` / ``conv_h``. Entries with a
+    prefix (optimizer state such as ``moment.encoder.0.conv_x.weight``) are converted the same
+    way. Everything else (other parameters, strings, entries already in the network's layout) is
+    passed through unchanged, so calling it on any checkpoint of any network is safe.
+    """
+    cells = {}  # "encoder.1." -> cell (also when the network is wrapped, e.g. with its loss)
+    for name, cell in network.cells_and_names():
+        if isinstance(cell, ConvLSTMCell) and cell.has_input:
+            cells[".".join(name.split(".")[-2:]) + "."] = cell
+    out = dict(params)
+    for key in list(params):
+        match = _GATE_WEIGHT.match(key)
+        if not match or match.group(2) not in cells:
+            continue
+        prefix, cell_name, conv, kind = match.groups()
+        cell = cells[cell_name]
+        stem = prefix + cell_name
+        if cell.fused and conv == "x":
+            if kind == "bias":
+                out[stem + "conv_xh.bias"] = _renamed(out.pop(key), stem + "conv_xh.bias")
+            elif stem + "conv_h.weight" in params:
+                wh = out.pop(stem + "conv_h.weight")
+                merged = np.concatenate([_array(out.pop(key)), _array(wh)], axis=1)
+                out[stem + "conv_xh.weight"] = Parameter(Tensor(merged), name=stem + "conv_xh.weight")
+        elif not cell.fused and conv == "xh":
+            if kind == "bias":
+                out[stem + "conv_x.bias"] = _renamed(out.pop(key), stem + "conv_x.bias")
+            else:
+                weight = _array(out.pop(key))
+                for part, value in (("x", weight[:, :cell.in_channels]),
+                                    ("h", weight[:, cell.in_channels:])):
+                    name = f"{stem}conv_{part}.weight"
+                    out[name] = Parameter(Tensor(np.ascontiguousarray(value)), name=name)
+    return out
+
+
+def _array(value):
+    return value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+
+
+def _renamed(value, name):
+    return Parameter(Tensor(_array(value)), name=name)
+
+
+def conv_shapes(in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), input_kernel=5,
+                state_kernel=5, image_size=64, fuse_gates=True):
+    """``(in_ch, out_ch, kernel, h, w)`` of every convolution (encoder, forecaster, head), with
+    the fused gate convolution over concat([x, h]) where :class:`ConvLSTMCell` fuses."""
+    size = image_size // patch_size
+    patch_ch = patch_size * patch_size * in_channels
+    fused = fuse_gates and input_kernel == state_kernel
+    shapes = []
+    for forecaster in (False, True):
+        for layer, hid in enumerate(hidden_channels):
+            below = 0 if forecaster and layer == 0 else (patch_ch if layer == 0 else hidden_channels[layer - 1])
+            if below and fused:
+                shapes.append((below + hid, 4 * hid, input_kernel, size, size))
+                continue
+            if below:
+                shapes.append((below, 4 * hid, input_kernel, size, size))
+            shapes.append((hid, 4 * hid, state_kernel, size, size))
+    return shapes + [(sum(hidden_channels), patch_ch, 1, size, size)]

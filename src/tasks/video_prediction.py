@@ -76,6 +76,8 @@ class VideoPredictionTask(Task):
         input_frames (int), output_frames (int): frames read and predicted.
         frame_shape (tuple): one frame (C, H, W).
         loss (str): ``bce`` (the paper's per-pixel cross-entropy) or ``mse``, on logits.
+        loss_reduction (str): ``sequence_sum`` (the paper's: summed over a sequence's pixels and
+            frames, averaged over the batch) or ``mean`` (over every pixel); see ``src/loss.py``.
         num_pictures (int): sequences drawn as PNG strips by ``evaluate``.
         log_interval (int): batches between evaluation progress lines (0: none).
     """
@@ -84,9 +86,10 @@ class VideoPredictionTask(Task):
 
     losses = ("bce", "mse")
 
-    def __init__(self, input_frames, output_frames, frame_shape, loss="bce", num_pictures=4,
-                 log_interval=0):
+    def __init__(self, input_frames, output_frames, frame_shape, loss="bce",
+                 loss_reduction="sequence_sum", num_pictures=4, log_interval=0):
         super().__init__((input_frames,) + tuple(frame_shape), loss, log_interval)
+        self.loss_reduction = loss_reduction
         self.input_frames = input_frames
         self.output_frames = output_frames
         self.frame_shape = tuple(frame_shape)
@@ -95,11 +98,32 @@ class VideoPredictionTask(Task):
     @classmethod
     def from_config(cls, cfg, sample_shape):
         return cls(cfg.input_frames, cfg.output_frames, sample_shape[1:], loss=cfg.loss,
-                   log_interval=cfg.log_interval)
+                   loss_reduction=cfg.loss_reduction, log_interval=cfg.log_interval)
 
     def create_loss(self):
         from src.loss import create_loss
-        return create_loss(self.loss)
+        return create_loss(self.loss, reduction=self.loss_reduction)
+
+    def validate(self, net, dataset):
+        """Evaluate on the validation sequences during training: returns (validation loss, the
+        learning-curve record). The loss is the training loss's quantity on the validation set:
+        cross-entropy per sequence for ``bce``, MSE per frame for ``mse`` (both proportional to
+        the training loss whatever its reduction), so keep-best and early stopping follow it."""
+        result = self.evaluate(net, dataset, log=None)
+        model = result["model"]
+        loss = model["cross_entropy"] if self.loss == "bce" else model["mse"]
+        keys = ("mse", "mae", "ssim", "ssim_openstl", "psnr", "cross_entropy")
+        record = {k: model[k] for k in keys}
+        for name in BASELINES:
+            if name in result:
+                record[name] = {k: result[name][k] for k in keys}
+        record["num_samples"] = result["num_samples"]
+        return loss, record
+
+    def save_learning_curve(self, records_file, path):
+        """The learning-curve PNG of a ``learning_curve.jsonl`` written by ``validate`` records."""
+        from src.visualize import save_learning_curve
+        return save_learning_curve(records_file, path, title="ConvLSTM on the validation sequences")
 
     def training_class_names(self, cfg):
         return None
