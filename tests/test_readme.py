@@ -59,7 +59,7 @@ def test_every_flag_is_accepted(readme):
     known |= script_keys("preprocess") | script_keys("postprocess")
     known |= {"mindir_path", "model_path", "backend", "input0_path", "output_path", "time_path",
               "warmup",  # src.infer
-              "peer", "only",  # benchmarks/benchmark.py
+              "peer", "only", "rounds",  # benchmarks/benchmark.py
               "out_dir", "test_sequences", "seed",  # src.data.demo_data
               "raw"}  # src.darknet_weights (its other flags are config keys)
     flags = set(re.findall(r"(?<![\w-])--([a-z][a-z0-9_]*)", text(readme)))
