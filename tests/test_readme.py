@@ -53,15 +53,21 @@ def test_named_files_exist(readme):
     assert not missing, missing
 
 
+def argparse_flags(path):
+    """The ``--flags`` a script declares with ``add_argument("--flag", ...)``."""
+    with open(path, encoding="utf-8") as f:
+        return set(re.findall(r'add_argument\(\s*"--([a-z][a-z0-9_]*)"', f.read()))
+
+
 @pytest.mark.parametrize("readme", READMES)
 def test_every_flag_is_accepted(readme):
     known = all_config_keys() | {"config_path", "help"}
     known |= script_keys("preprocess") | script_keys("postprocess")
     known |= {"mindir_path", "model_path", "backend", "input0_path", "output_path", "time_path",
               "warmup",  # src.infer
-              "peer", "only", "rounds",  # benchmarks/benchmark.py
               "out_dir", "test_sequences", "seed",  # src.data.demo_data
               "raw"}  # src.darknet_weights (its other flags are config keys)
+    known |= argparse_flags(os.path.join(ROOT, "benchmarks", "benchmark.py"))
     flags = set(re.findall(r"(?<![\w-])--([a-z][a-z0-9_]*)", text(readme)))
     flags -= {"key", "bogus"}  # the README's syntax example (--key value) and its error example
     assert len(flags) > 10
