@@ -26,12 +26,15 @@ run_model() {  # NAME CONFIG TRAIN_DATA EVAL_DATA DATASET
     mkdir -p "${run}"
     "${PYTHON}" train.py --config_path "${config}" --data_path "${train_data}" \
         --eval_data_path "${eval_data}" --output_dir "${run}" 2>&1 | tee "${run}/train.log"
-    step "evaluating ${name}"
+    # the network with the lowest validation loss when the run validated, else the newest checkpoint
+    local ckpt="${run}/best.ckpt"
+    [ -f "${ckpt}" ] || ckpt="${run}/checkpoints"
+    step "evaluating ${name} (${ckpt})"
     "${PYTHON}" eval.py --config_path "${config}" --data_path "${train_data}" \
-        --eval_data_path "${eval_data}" --ckpt_file "${run}/checkpoints" --result_dir "${run}/eval" \
+        --eval_data_path "${eval_data}" --ckpt_file "${ckpt}" --result_dir "${run}/eval" \
         2>&1 | tee "${run}/eval.log"
     step "exporting ${name} to MindIR (batch 1)"
-    "${PYTHON}" export.py --config_path "${config}" --ckpt_file "${run}/checkpoints" \
+    "${PYTHON}" export.py --config_path "${config}" --ckpt_file "${ckpt}" \
         --file_name "${run}/${name}" --file_format MINDIR
     step "CPU inference pipeline for ${name} (preprocess -> MindIR runner -> postprocess)"
     mkdir -p "${run}/infer"

@@ -38,8 +38,12 @@ def summarize(out_dir):
             m, b, z = metrics["model"], metrics["copy_last_frame"], metrics["blank_frames"]
             lines.append(f"    eval.py: MSE/frame {m['mse']:.2f} (copy-last-frame {b['mse']:.2f}, "
                          f"blank frames {z['mse']:.2f}); SSIM {m['ssim']:.4f} (copy-last-frame "
-                         f"{b['ssim']:.4f}) on {metrics['num_samples']} sequences")
+                         f"{b['ssim']:.4f}, blank frames {z['ssim']:.4f}) on "
+                         f"{metrics['num_samples']} sequences")
             lines.append(f"    frame strips: {', '.join(metrics.get('pictures', []))}")
+            learning_curve = os.path.join(run, "learning_curve.png")
+            if os.path.isfile(learning_curve):
+                lines.append(f"    learning curve (validation MSE / SSIM): {learning_curve}")
         acc_log = os.path.join(run, "infer", "acc.log")
         if os.path.isfile(acc_log):
             with open(acc_log, encoding="utf-8") as f:
