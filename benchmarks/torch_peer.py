@@ -62,21 +62,36 @@ class ConvLSTMCell(nn.Module):
         super().__init__()
         self.hidden_channels = hidden_channels
         self.has_input = in_channels > 0
+        # one gate convolution over cat([x, h]) when the kernels match, as the MindSpore cell
+        self.fused = self.has_input and input_kernel == state_kernel
         gates = 4 * hidden_channels
-        if self.has_input:
-            self.conv_x = nn.Conv2d(in_channels, gates, input_kernel, padding=input_kernel // 2)
-        self.conv_h = nn.Conv2d(hidden_channels, gates, state_kernel, padding=state_kernel // 2,
-                                bias=not self.has_input)
+        if self.fused:
+            self.conv_xh = nn.Conv2d(in_channels + hidden_channels, gates, input_kernel,
+                                     padding=input_kernel // 2)
+        else:
+            if self.has_input:
+                self.conv_x = nn.Conv2d(in_channels, gates, input_kernel, padding=input_kernel // 2)
+            self.conv_h = nn.Conv2d(hidden_channels, gates, state_kernel, padding=state_kernel // 2,
+                                    bias=not self.has_input)
         for name in ("w_ci", "w_cf", "w_co"):
             setattr(self, name, nn.Parameter(torch.zeros(hidden_channels)))
 
-    def forward(self, x, h, c):
-        z = self.conv_x(x) + self.conv_h(h) if self.has_input else self.conv_h(h)
+    def peepholes(self, state_shape):
+        """The peephole weights expanded to the state's shape once per sequence (as the
+        MindSpore network does)."""
+        return tuple(w.view(1, -1, 1, 1).expand(state_shape) for w in (self.w_ci, self.w_cf, self.w_co))
+
+    def forward(self, x, h, c, peepholes=None):
+        w_ci, w_cf, w_co = peepholes if peepholes is not None else self.peepholes(c.shape)
+        if self.fused:
+            z = self.conv_xh(torch.cat((x, h), 1))
+        else:
+            z = self.conv_x(x) + self.conv_h(h) if self.has_input else self.conv_h(h)
         zi, zf, zg, zo = torch.split(z, self.hidden_channels, dim=1)
-        i = torch.sigmoid(zi + self.w_ci.view(1, -1, 1, 1) * c)
-        f = torch.sigmoid(zf + self.w_cf.view(1, -1, 1, 1) * c)
+        i = torch.sigmoid(zi + w_ci * c)
+        f = torch.sigmoid(zf + w_cf * c)
         c = f * c + i * torch.tanh(zg)
-        o = torch.sigmoid(zo + self.w_co.view(1, -1, 1, 1) * c)
+        o = torch.sigmoid(zo + w_co * c)
         return o * torch.tanh(c), c
 
 
@@ -84,9 +99,10 @@ class ConvLSTM(nn.Module):
     """Encoding-forecasting ConvLSTM: (N, T_in, C, H, W) -> (N, output_frames, C, H, W) logits."""
 
     def __init__(self, in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), input_kernel=5,
-                 state_kernel=5, output_frames=10):
+                 state_kernel=5, output_frames=10, forecaster_input="none"):
         super().__init__()
         self.in_channels, self.patch_size = in_channels, patch_size
+        self.feed_prediction = forecaster_input == "prediction"
         self.hidden_channels = tuple(int(h) for h in hidden_channels)
         self.output_frames = output_frames
         patch_ch = patch_size * patch_size * in_channels
@@ -94,7 +110,8 @@ class ConvLSTM(nn.Module):
         for layer, hid in enumerate(self.hidden_channels):
             below = patch_ch if layer == 0 else self.hidden_channels[layer - 1]
             enc.append(ConvLSTMCell(below, hid, input_kernel, state_kernel))
-            fore.append(ConvLSTMCell(0 if layer == 0 else below, hid, input_kernel, state_kernel))
+            fore.append(ConvLSTMCell(below if layer or self.feed_prediction else 0, hid, input_kernel,
+                                     state_kernel))
         self.encoder, self.forecaster = nn.ModuleList(enc), nn.ModuleList(fore)
         self.head = nn.Conv2d(sum(self.hidden_channels), patch_ch, 1, bias=True)
 
@@ -116,19 +133,32 @@ class ConvLSTM(nn.Module):
         size = (n, h // self.patch_size, w // self.patch_size)
         hs = [x.new_zeros(size[0], hid, *size[1:]) for hid in self.hidden_channels]
         cs = [x.new_zeros(size[0], hid, *size[1:]) for hid in self.hidden_channels]
+        peep = [cell.peepholes(state.shape) for cell, state in zip(self.encoder, cs)]
         for step in range(t_in):
             inp = xp[:, step]
             for layer, cell in enumerate(self.encoder):
-                hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer])
+                hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer], peep[layer])
                 inp = hs[layer]
-        frames = []
+        peep = [cell.peepholes(state.shape) for cell, state in zip(self.forecaster, cs)]
+        frame = xp[:, -1]  # what the first forecaster layer reads with feed_prediction
+        states, logits = [], []
         for _ in range(self.output_frames):
-            inp = None
+            inp = frame if self.feed_prediction else None
             for layer, cell in enumerate(self.forecaster):
-                hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer])
+                hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer], peep[layer])
                 inp = hs[layer]
-            frames.append(self.unpatchify(self.head(torch.cat(hs, 1))))
-        return torch.cat(frames, 1)
+            if self.feed_prediction:
+                logits.append(self.head(torch.cat(hs, 1)))
+                frame = torch.sigmoid(logits[-1])
+            else:
+                states.append(torch.cat(hs, 1))
+        if self.feed_prediction:
+            z = torch.stack(logits, 1)
+        else:  # one head GEMM over every predicted frame
+            z = torch.stack(states, 1)
+            z = self.head(z.reshape((n * self.output_frames,) + z.shape[2:]))
+        frames = self.unpatchify(z.reshape((n * self.output_frames,) + z.shape[-3:]))
+        return frames.reshape((n, self.output_frames) + frames.shape[2:])
 
 
 def create_peer(model_name, **kwargs):

@@ -51,7 +51,9 @@ def build_train_model(network, loss_fn, make_optimizer, amp_level="O0", loss_sca
     """The training ``Model`` for ``network`` at the given precision.
 
     Args:
-        network, loss_fn: the network (returns predictions) and its loss cell.
+        network, loss_fn: the network (returns predictions) and its loss cell; with ``loss_fn``
+            None, ``network`` is the loss network (``(x, y) -> loss``, e.g.
+            ``src.train_step.ScheduledSamplingLoss``).
         make_optimizer: ``make_optimizer(loss_scale)`` -> optimizer; it is called with the loss
             scale used here, so the optimizer's gradient un-scaling always matches.
         amp_level: ``O0`` (fp32), ``O2`` (fp16, BatchNorm and loss fp32) or ``O3`` (all fp16).
@@ -75,5 +77,5 @@ def build_train_model(network, loss_fn, make_optimizer, amp_level="O0", loss_sca
                                            loss_scale)), optimizer
     manager = FixedLossScaleManager(loss_scale, drop_overflow_update=False) if loss_scale > 1 else None
     model = Model(network, loss_fn=loss_fn, optimizer=optimizer, amp_level=amp_level,
-                  loss_scale_manager=manager)
+                  loss_scale_manager=manager)  # loss_fn None: network is the loss network
     return model, optimizer

@@ -1,4 +1,4 @@
-"""One training step with gradient clipping by global norm.
+"""Training-step cells: gradient clipping by global norm, and scheduled sampling.
 
 ``ClipGradTrainOneStepCell`` is ``nn.TrainOneStepCell`` with one more operation between the
 gradients and the optimizer: ``ops.clip_by_global_norm``. It is a plain ``Cell`` that
@@ -9,8 +9,11 @@ Clipping happens after the data-parallel gradient reduction (every rank clips th
 gradients) and on the unscaled gradients: with a loss scale ``s`` the gradients arrive multiplied
 by ``s`` and are clipped at ``s * clip_norm`` (the optimizer divides by ``s`` afterwards).
 """
+import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
+from mindspore import Parameter, Tensor
+from mindspore.train import Callback
 
 
 class ClipGradTrainOneStepCell(nn.TrainOneStepCell):
@@ -40,7 +43,45 @@ class ClipGradTrainOneStepCell(nn.TrainOneStepCell):
 
 
 def clipped_train_network(network, loss_fn, optimizer, clip_norm, loss_scale=1.0):
-    """``Model``-ready training cell: ``network`` + ``loss_fn``, gradients clipped to ``clip_norm``.
-    fp32 only (mixed precision would need the cast handling ``Model`` does for its own cell)."""
-    return ClipGradTrainOneStepCell(nn.WithLossCell(network, loss_fn), optimizer, clip_norm,
-                                    loss_scale)
+    """``Model``-ready training cell: ``network`` + ``loss_fn`` (or, with ``loss_fn`` None,
+    ``network`` is already the loss network), gradients clipped to ``clip_norm``. fp32 only
+    (mixed precision would need the cast handling ``Model`` does for its own cell)."""
+    loss_network = network if loss_fn is None else nn.WithLossCell(network, loss_fn)
+    return ClipGradTrainOneStepCell(loss_network, optimizer, clip_norm, loss_scale)
+
+
+class ScheduledSamplingLoss(nn.Cell):
+    """``loss_fn(network(x, y, p), y)``: the network reads the true frame ``y[:, t]`` instead of
+    its own prediction with probability ``p`` per sequence and step (scheduled sampling, Bengio
+    et al. 2015). ``p`` falls linearly from 1 to 0 over ``steps`` training steps; the
+    :meth:`callback` sets it before each step (from the global step, so a resumed run continues
+    the schedule).
+    """
+
+    def __init__(self, network, loss_fn, steps):
+        super().__init__(auto_prefix=False)
+        if steps <= 0:
+            raise ValueError(f"scheduled sampling needs steps > 0, got {steps}")
+        self.network = network
+        self.loss_fn = loss_fn
+        self.steps = int(steps)
+        self.truth_prob = Parameter(Tensor(1.0, ms.float32), name="scheduled_sampling_truth_prob",
+                                    requires_grad=False)
+
+    def construct(self, x, y):
+        return self.loss_fn(self.network(x, y, self.truth_prob), y)
+
+    def prob_at(self, step):
+        """Probability of reading the true frame at (0-based) global training step ``step``."""
+        return max(0.0, 1.0 - float(step) / self.steps)
+
+    def callback(self):
+        """A ``Callback`` that sets the probability before every training step."""
+        loss_cell = self
+
+        class _SetTruthProb(Callback):
+            def on_train_step_begin(self, run_context):
+                step = run_context.original_args().cur_step_num - 1  # cur_step_num counts from 1
+                loss_cell.truth_prob.set_data(Tensor(loss_cell.prob_at(step), ms.float32))
+
+        return _SetTruthProb()

@@ -27,6 +27,7 @@ from src.models import create_model_from_config
 from src.optimizer import create_optimizer
 from src.precision import build_train_model, precision_settings
 from src.tasks import create_task
+from src.train_step import ScheduledSamplingLoss
 from src.transfer import apply_pretrained, trainable_params
 
 
@@ -43,7 +44,11 @@ def build_training(cfg, network, params, loss_fn, steps_per_epoch, amp_level, lo
     ``src/precision.py``; ``train`` takes it from ``precision_settings``, so the device decides).
     The optimizer un-scales the gradients by the same ``loss_scale``.
 
-    Returns ``(model, optimizer, lr)`` with ``lr`` the per-step learning rates (numpy).
+    With ``cfg.scheduled_sampling_steps`` > 0 the network is trained through
+    ``src.train_step.ScheduledSamplingLoss`` (it reads true frames with a falling probability).
+
+    Returns ``(model, optimizer, lr, callbacks)`` with ``lr`` the per-step learning rates (numpy)
+    and ``callbacks`` those the training step needs (the scheduled-sampling probability).
     """
     lr = create_lr(cfg.lr_scheduler, cfg.lr, steps_per_epoch, cfg.epoch_size,
                    warmup_epochs=cfg.warmup_epochs, warmup_init_lr=cfg.warmup_init_lr,
@@ -56,9 +61,18 @@ def build_training(cfg, network, params, loss_fn, steps_per_epoch, amp_level, lo
                                 filter_bias_and_bn=cfg.filter_bias_and_bn,
                                 rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps)
 
+    callbacks = []
+    if getattr(cfg, "scheduled_sampling_steps", 0) > 0:
+        if not getattr(network, "feed_prediction", False):
+            raise UserError("scheduled_sampling_steps needs a network that reads its own "
+                            "predictions: set forecaster_input: prediction (or "
+                            "scheduled_sampling_steps: 0)")
+        network = ScheduledSamplingLoss(network, loss_fn, cfg.scheduled_sampling_steps)
+        callbacks.append(network.callback())
+        loss_fn = None
     model, optimizer = build_train_model(network, loss_fn, make_optimizer, amp_level, loss_scale,
                                          grad_clip_norm=cfg.grad_clip_norm)
-    return model, optimizer, lr
+    return model, optimizer, lr, callbacks
 
 
 def train(cfg):
@@ -101,8 +115,8 @@ def train(cfg):
     if is_main and (amp_level, loss_scale) != (cfg.amp_level, cfg.loss_scale):
         print(f"{cfg.device_target} trains in fp32: amp_level {cfg.amp_level} and loss_scale "
               f"{cfg.loss_scale:g} apply on GPU/Ascend", flush=True)
-    model, optimizer, lr = build_training(cfg, network, params, task.create_loss(), steps_per_epoch,
-                                          amp_level, loss_scale)
+    model, optimizer, lr, step_callbacks = build_training(cfg, network, params, task.create_loss(),
+                                                          steps_per_epoch, amp_level, loss_scale)
     if cfg.resume:
         resume_state(cfg.resume, resume_params, network, optimizer, cfg.model_name,
                      optimizer_name=cfg.optimizer, global_step=initial_epoch * steps_per_epoch,
@@ -112,6 +126,7 @@ def train(cfg):
     history = os.path.join(out_dir, "loss_history.jsonl") if is_main else None
     callbacks = [TrainMonitor(steps_per_epoch, cfg.log_interval, history, lr_per_step=lr,
                               progress=None if cfg.progress_bar == "auto" else cfg.progress_bar == "on")]
+    callbacks += step_callbacks
     if is_main:
         os.makedirs(ckpt_dir, exist_ok=True)
         orphans = remove_orphan_tmp(ckpt_dir)

@@ -134,8 +134,9 @@ def test_unfold_matches_native_convolution():
     np.testing.assert_allclose(fast(x).asnumpy(), ref(x).asnumpy(), atol=1e-5, rtol=0)
 
 
-def test_graph_mode_matches_pynative():
-    net = tiny(hidden_channels=(4, 4), output_frames=2)
+@pytest.mark.parametrize("feed", ["none", "prediction"])
+def test_graph_mode_matches_pynative(feed):
+    net = tiny(hidden_channels=(4, 4), output_frames=2, forecaster_input=feed)
     x = Tensor(rand_frames(1, 2, 8, 8))
     expected = net(x).asnumpy()
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -145,20 +146,67 @@ def test_graph_mode_matches_pynative():
         ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
-def test_export_mindir_and_onnx(tmp_path):
+@pytest.mark.parametrize("feed", ["none", "prediction"])
+def test_export_mindir_and_onnx(tmp_path, feed):
     ort = pytest.importorskip("onnxruntime")
     x = Tensor(rand_frames(1, 2, 8, 8))
-    net = tiny(hidden_channels=(4, 4), output_frames=2)
+    net = tiny(hidden_channels=(4, 4), output_frames=2, forecaster_input=feed)
     expected = net(x).asnumpy()
     ms.export(net, x, file_name=str(tmp_path / "convlstm"), file_format="MINDIR")
     graph = nn.GraphCell(ms.load(str(tmp_path / "convlstm.mindir")))
     np.testing.assert_allclose(graph(x).asnumpy(), expected, atol=1e-6)
-    onnx_net = tiny(hidden_channels=(4, 4), output_frames=2)  # a Cell exports once per process
+    onnx_net = tiny(hidden_channels=(4, 4), output_frames=2, forecaster_input=feed)  # one export per Cell
     copy_weights(net, onnx_net)
     ms.export(onnx_net, x, file_name=str(tmp_path / "convlstm"), file_format="ONNX")
     session = ort.InferenceSession(str(tmp_path / "convlstm.onnx"))
     out = session.run(None, {session.get_inputs()[0].name: x.asnumpy()})[0]
     np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+# ---------------------------------------------------------------- forecaster_input='prediction'
+def test_feeding_predictions_adds_one_input_convolution():
+    base = ConvLSTM(hidden_channels=(128, 64, 64), input_kernel=5, state_kernel=5)
+    fed = ConvLSTM(hidden_channels=(128, 64, 64), input_kernel=5, state_kernel=5,
+                   forecaster_input="prediction")
+    assert count_parameters(base) == 7_585_296  # the default stays the paper's network
+    assert count_parameters(fed) - count_parameters(base) == 4 * 16 * 128 * 5 * 5
+    assert fed.forecaster[0].has_input and not base.forecaster[0].has_input
+    with pytest.raises(ValueError, match="forecaster_input"):
+        ConvLSTM(forecaster_input="ground_truth")
+
+
+def test_feeding_predictions_is_the_autoregressive_loop():
+    """net(x) equals the loop written out: the first forecaster layer reads the last input frame,
+    then the sigmoid of its previous prediction."""
+    net = tiny(forecaster_input="prediction")
+    x = rand_frames()
+    hs, cs = net.encode(Tensor(x))
+    frame = net.patchify(Tensor(x))[:, -1]
+    expected = []
+    for _ in range(net.output_frames):
+        inp = frame
+        for layer, cell in enumerate(net.forecaster):
+            hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer])
+            inp = hs[layer]
+        logits = net.head(ms.ops.cat(hs, 1))
+        expected.append(net.unpatchify(logits).asnumpy())
+        frame = ms.ops.sigmoid(logits)
+    np.testing.assert_allclose(net(Tensor(x)).asnumpy(), np.concatenate(expected, 1), atol=1e-5)
+
+
+def test_paper_forecaster_equals_the_per_frame_head():
+    """The batched 1x1 head over all predicted frames equals the head applied frame by frame."""
+    net = tiny()
+    x = rand_frames()
+    hs, cs = net.encode(Tensor(x))
+    expected = []
+    for _ in range(net.output_frames):
+        inp = None
+        for layer, cell in enumerate(net.forecaster):
+            hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer])
+            inp = hs[layer]
+        expected.append(net.unpatchify(net.head(ms.ops.cat(hs, 1))).asnumpy())
+    np.testing.assert_allclose(net(Tensor(x)).asnumpy(), np.concatenate(expected, 1), atol=1e-5)
 
 
 # ---------------------------------------------------------------- fused gates and old checkpoints
@@ -227,3 +275,42 @@ def test_checkpoint_loader_converts_old_layouts_through_the_model_hook():
     params = {p.name: p for p in old.get_parameters()}
     adapted = adapt_params(params, tiny(), "convlstm")
     assert "encoder.0.conv_xh.weight" in adapted and "encoder.0.conv_x.weight" not in adapted
+
+
+# ---------------------------------------------------------------- scheduled sampling
+def test_truth_prob_one_reads_the_true_frames_and_zero_its_predictions():
+    net = tiny(forecaster_input="prediction")
+    x, y = rand_frames(), rand_frames(2, 4, seed=3)
+    free = net(Tensor(x)).asnumpy()
+    np.testing.assert_allclose(net(Tensor(x), Tensor(y), Tensor(0.0, ms.float32)).asnumpy(), free,
+                               atol=1e-6)
+    hs, cs = net.encode(Tensor(x))
+    frames = [net.patchify(Tensor(x))[:, -1]] + [net.patchify(Tensor(y))[:, t] for t in range(3)]
+    expected = []
+    for frame in frames:  # teacher forcing: step t reads the true frame t - 1
+        inp = frame
+        for layer, cell in enumerate(net.forecaster):
+            hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer])
+            inp = hs[layer]
+        expected.append(net.unpatchify(net.head(ms.ops.cat(hs, 1))).asnumpy())
+    forced = net(Tensor(x), Tensor(y), Tensor(1.0, ms.float32)).asnumpy()
+    np.testing.assert_allclose(forced, np.concatenate(expected, 1), atol=1e-5)
+    assert np.abs(forced[:, 1:] - free[:, 1:]).max() > 1e-4
+    np.testing.assert_allclose(forced[:, 0], free[:, 0], atol=1e-6)  # step 0 reads the input frame
+
+
+def test_scheduled_sampling_probability_and_callback():
+    from types import SimpleNamespace
+    from src.train_step import ScheduledSamplingLoss
+    cell = ScheduledSamplingLoss(tiny(forecaster_input="prediction"), nn.BCEWithLogitsLoss(), 100)
+    assert [cell.prob_at(s) for s in (0, 25, 100, 250)] == [1.0, 0.75, 0.0, 0.0]
+    callback = cell.callback()
+    for step, expected in ((1, 1.0), (51, 0.5), (301, 0.0)):  # cur_step_num counts from 1
+        context = SimpleNamespace(original_args=lambda s=step: SimpleNamespace(cur_step_num=s))
+        callback.on_train_step_begin(context)
+        assert float(cell.truth_prob.asnumpy()) == pytest.approx(expected)
+    assert not cell.truth_prob.requires_grad
+    with pytest.raises(ValueError, match="steps"):
+        ScheduledSamplingLoss(tiny(), nn.BCEWithLogitsLoss(), 0)
+    x, y = Tensor(rand_frames()), Tensor((rand_frames(2, 4, seed=1) > 0.5).astype(np.float32))
+    assert np.isfinite(float(cell(x, y).asnumpy()))

@@ -91,3 +91,21 @@ def test_missing_moving_mnist_files_are_one_line_errors(tmp_path):
     rc, _, stderr = run("eval.py", "--config_path", CPU, "--data_path", str(tmp_path),
                         "--ckpt_file", str(ckpt))
     assert rc == 2 and "checkpoint not found" in stderr
+
+
+def test_scheduled_sampling_trains_and_needs_the_fed_forecaster(mmnist_dir, tmp_path):
+    out = str(tmp_path / "run")
+    common = ["--config_path", CPU, "--data_path", mmnist_dir, "--output_dir", out, *TINY_CONVLSTM,
+              "--epoch_size", "1", "--scheduled_sampling_steps", "2"]
+    rc, stdout, stderr = run("train.py", *common, "--forecaster_input", "none")
+    assert rc == 2 and "forecaster_input: prediction" in stderr.strip().splitlines()[-1]
+    rc, stdout, stderr = run("train.py", *common, "--forecaster_input", "prediction",
+                             "--log_interval", "1")
+    assert rc == 0, stderr[-2000:]
+    assert "epoch: 1 step: 2, loss is" in stdout
+    params = ms.load_checkpoint(os.path.join(out, "checkpoints", "convlstm-1_2.ckpt"))
+    assert "forecaster.0.conv_xh.weight" in params  # the fed first forecaster layer
+    rc, stdout, stderr = run("eval.py", "--config_path", CPU, "--data_path", mmnist_dir,
+                             "--ckpt_file", os.path.join(out, "checkpoints"), *TINY_CONVLSTM,
+                             "--forecaster_input", "prediction")
+    assert rc == 0, stderr[-2000:]

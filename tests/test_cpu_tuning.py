@@ -202,8 +202,20 @@ def test_conv_choice_per_shape_and_cache():
 
 def test_conv_native_kept_unless_unfold_clearly_faster():
     pol = ct.conv_impl_policy([(16, 32, 3, 8, 8), (16, 64, 3, 8, 8)], 4, log=None, machine=AVX512,
-                              measure=lambda shapes: [[10.0, 9.8], [10.0, 8.0]])
+                              measure=lambda shapes: [[10.0, 8.0], [10.0, 7.0]])
     assert pol(16, 32, 3, 8, 8) == "native" and pol(16, 64, 3, 8, 8) == "unfold"
+
+
+def test_conv_cached_times_rejudged_with_the_current_margin(tmp_path, monkeypatch):
+    """A cache written with another margin (its "choice" field) is re-judged from its times."""
+    path = str(tmp_path / "cache.json")
+    ct.conv_impl_policy([(16, 32, 3, 8, 8)], 4, log=None, machine=AVX512, path=path,
+                        measure=lambda shapes: [[10.0, 7.0]])
+    monkeypatch.setattr(ct, "CONV_MARGIN", 0.5)
+    never = lambda shapes: pytest.fail("re-probed a cached shape")  # noqa: E731
+    pol = ct.conv_impl_policy([(16, 32, 3, 8, 8)], 4, log=None, machine=AVX512, path=path,
+                              measure=never)
+    assert pol(16, 32, 3, 8, 8) == "native"
 
 
 def test_conv_cache_keyed_by_isa_and_batch(monkeypatch):

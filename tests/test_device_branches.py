@@ -444,7 +444,7 @@ def test_device_training_step_runs_on_cpu(name, overrides, precision, check_eval
     dataset = create_dataset_from_config(cfg, "train")
     network = create_model_from_config(cfg)
     loss_fn = task.create_loss()
-    model, optimizer, _ = build_training(cfg, network, network.trainable_params(), loss_fn,
+    model, optimizer, _, _ = build_training(cfg, network, network.trainable_params(), loss_fn,
                                          dataset.get_dataset_size(), amp_level, loss_scale)
     assert optimizer.loss_scale == loss_scale  # gradients are un-scaled by the same factor
 

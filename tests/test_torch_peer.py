@@ -41,6 +41,7 @@ def ms_params(net, seed=0):
     ("tinydarknet", dict(num_classes=1000, in_channels=1)),
     ("convlstm", TINY_CONVLSTM),
     ("convlstm", dict(TINY_CONVLSTM, hidden_channels=(6,), input_kernel=5)),
+    ("convlstm", dict(TINY_CONVLSTM, forecaster_input="prediction")),
 ])
 def test_parameter_counts_equal(name, kwargs):
     ms_net = create_model(name, **kwargs)
@@ -51,6 +52,8 @@ def test_parameter_counts_equal(name, kwargs):
 @pytest.mark.parametrize("name, kwargs, shape", [
     ("tinydarknet", dict(num_classes=5), (2, 3, 32, 32)),
     ("convlstm", TINY_CONVLSTM, (2, 2, 1, 16, 16)),
+    ("convlstm", dict(TINY_CONVLSTM, state_kernel=3), (2, 2, 1, 16, 16)),  # fused gate convolutions
+    ("convlstm", dict(TINY_CONVLSTM, forecaster_input="prediction"), (2, 2, 1, 16, 16)),
 ])
 def test_same_weights_same_outputs(name, kwargs, shape):
     ms_net = create_model(name, **kwargs)

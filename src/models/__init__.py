@@ -54,7 +54,7 @@ def _tinydarknet_convs(cfg):
 def _convlstm_convs(cfg):
     from src.models.convlstm import conv_shapes
     return conv_shapes(cfg.in_channels, cfg.patch_size, tuple(cfg.hidden_channels), cfg.input_kernel,
-                       cfg.state_kernel, cfg.image_size)
+                       cfg.state_kernel, cfg.image_size, forecaster_input=cfg.forecaster_input)
 
 
 def _convert_convlstm(params, network):
@@ -81,7 +81,7 @@ MODELS = {
             in_channels=cfg.in_channels, patch_size=cfg.patch_size,
             hidden_channels=tuple(cfg.hidden_channels), input_kernel=cfg.input_kernel,
             state_kernel=cfg.state_kernel, input_frames=cfg.input_frames,
-            output_frames=cfg.output_frames),
+            output_frames=cfg.output_frames, forecaster_input=cfg.forecaster_input),
         conv_shapes=_convlstm_convs, input_shape=_video_input, convert_params=_convert_convlstm),
 }
 
