@@ -8,7 +8,11 @@ the tests prove the two compute the same function):
 * Tiny-DarkNet (darknet ``tiny.cfg``): conv (no bias) + BatchNorm + LeakyReLU(0.1) blocks, 2x2
   max-pools, a 1x1 classifier with bias, global mean pooling;
 * ConvLSTM (Shi et al. 2015): peephole cells, encoder and forecaster stacks, first forecaster layer
-  without input, 1x1 head with bias over all forecaster hidden states, 4x4 patchify.
+  without input (or fed the previous frame: ``forecaster_input``), 1x1 head with bias over all
+  forecaster hidden states, 4x4 patchify. Written the way the MindSpore network computes it: one
+  gate convolution over ``cat([x, h])`` when the kernels match, the peephole weights expanded
+  once per sequence, the head run once over all predicted frames (without feeding), so the
+  benchmark compares frameworks on the same algorithm.
 
 :func:`train_step_rate` times optimizer steps with the optimizer, loss and batch the repo trains
 with (``src/optimizer.py`` / ``src/loss.py`` names and arguments). PyTorch is not a requirement
