@@ -44,6 +44,26 @@ def export_path(cfg):
     return os.path.abspath(os.path.expanduser(name + ext))
 
 
+def rename_onnx_io(path, input_name, output_name):
+    """Name the ONNX graph's (single) input and output ``input_name`` / ``output_name`` in place.
+
+    ``mindspore.onnx.export(..., output_names=...)`` writes an invalid graph when the network ends
+    in a Reshape (the graph output names a value no node produces: onnxruntime refuses the file),
+    so the file is exported with MindSpore's own names and renamed here, consumers included.
+    """
+    import onnx
+    model = onnx.load(path)
+    graph = model.graph
+    renames = {graph.input[0].name: input_name, graph.output[0].name: output_name}
+    for value in list(graph.input[:1]) + list(graph.output[:1]):
+        value.name = renames[value.name]
+    for node in graph.node:
+        node.input[:] = [renames.get(name, name) for name in node.input]
+        node.output[:] = [renames.get(name, name) for name in node.output]
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
 def export_network(cfg, log=print):
     """Build the configured network with native convs, load ``cfg.ckpt_file`` strictly and export
     it with the task's input shape at ``cfg.batch_size``. Returns the written file path."""
@@ -71,8 +91,9 @@ def export_network(cfg, log=print):
     with writing(path, partial=[tmp]):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if fmt == "ONNX":
-            from mindspore.onnx import export as onnx_export
-            onnx_export(net, dummy, file_name=tmp, input_names=["input"], output_names=["output"])
+            ms.export(net, dummy, file_name=tmp[: -len(ext)], file_format=fmt)
+            if os.path.isfile(tmp):
+                rename_onnx_io(tmp, "input", "output")
         else:
             ms.export(net, dummy, file_name=tmp[: -len(ext)], file_format=fmt)
         if not os.path.isfile(tmp):

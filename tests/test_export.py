@@ -94,6 +94,7 @@ def check_formats(tmp_path, capsys, config_path, extra, expected_shape):
     session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     (onnx_input,) = session.get_inputs()
     assert tuple(onnx_input.shape) == expected_shape
+    assert onnx_input.name == "input" and [o.name for o in session.get_outputs()] == ["output"]
     onnx_out = session.run(None, {onnx_input.name: x})[0]
     np.testing.assert_allclose(onnx_out, ref, rtol=RTOL, atol=ATOL)
 

@@ -312,10 +312,7 @@ class ConvLSTM(nn.Cell):
                 if truth is not None and step + 1 < self.output_frames:
                     use_truth = (ops.rand((z.shape[0], 1, 1, 1)) < truth_prob).astype(z.dtype)
                     frame = use_truth * truth[:, step] + (1.0 - use_truth) * frame
-            z = ops.stack(tuple(logits), 1)  # (N, T_out, P, H/p, W/p)
-            n, t = z.shape[0], z.shape[1]
-            out = self.unpatchify(z.reshape((n * t,) + z.shape[2:]))
-            return out.reshape((n, t) + out.shape[2:])
+            return self._frames(ops.stack(tuple(logits), 1))
         states = []
         for _ in range(self.output_frames):
             hs, cs = self._forecast_step(hs, cs, peep)
@@ -325,8 +322,17 @@ class ConvLSTM(nn.Cell):
         z = ops.stack(tuple(states), 1)  # (N, T_out, sum(Ch), H/p, W/p)
         n, t = z.shape[0], z.shape[1]
         frames = self.head(z.reshape((n * t,) + z.shape[2:]))
-        out = self.unpatchify(frames)  # (N * T_out, 1, C, H, W)
-        return out.reshape((n, t) + out.shape[2:])
+        return self._frames(frames.reshape((n, t) + frames.shape[1:]))
+
+    def _frames(self, z):
+        """(N, T, p*p*C, H/p, W/p) patch logits -> (N, T, C, H, W) frames, ``unpatchify`` of every
+        step in one transpose and one reshape (ONNX export loses the graph output's name when
+        the network ends in two reshapes)."""
+        n, t, _, hp, wp = z.shape
+        p = self.patch_size
+        c = self.in_channels
+        z = z.reshape(n, t, c, p, p, hp, wp).transpose(0, 1, 2, 5, 3, 6, 4)
+        return z.reshape(n, t, c, hp * p, wp * p)
 
     def predict(self, x):
         """Per-pixel probabilities (sigmoid of the logits), (N, T_out, C, H, W)."""
