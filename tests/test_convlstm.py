@@ -175,38 +175,39 @@ def test_feeding_predictions_adds_one_input_convolution():
         ConvLSTM(forecaster_input="ground_truth")
 
 
-def test_feeding_predictions_is_the_autoregressive_loop():
-    """net(x) equals the loop written out: the first forecaster layer reads the last input frame,
-    then the sigmoid of its previous prediction."""
-    net = tiny(forecaster_input="prediction")
-    x = rand_frames()
+def forecast_written_out(net, x, frames=None):
+    """The forecaster loop written out frame by frame (head and un-patching per frame).
+
+    ``frames``: None (the paper: no input), ``"own"`` (the last input frame, then the sigmoid of
+    each prediction) or a list of the patched frames each step reads."""
     hs, cs = net.encode(Tensor(x))
     frame = net.patchify(Tensor(x))[:, -1]
     expected = []
-    for _ in range(net.output_frames):
-        inp = frame
+    for step in range(net.output_frames):
+        inp = frames[step] if isinstance(frames, list) else (frame if frames == "own" else None)
         for layer, cell in enumerate(net.forecaster):
             hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer])
             inp = hs[layer]
         logits = net.head(ms.ops.cat(hs, 1))
         expected.append(net.unpatchify(logits).asnumpy())
         frame = ms.ops.sigmoid(logits)
-    np.testing.assert_allclose(net(Tensor(x)).asnumpy(), np.concatenate(expected, 1), atol=1e-5)
+    return np.concatenate(expected, 1)
+
+
+def test_feeding_predictions_is_the_autoregressive_loop():
+    """net(x) equals the loop written out: the first forecaster layer reads the last input frame,
+    then the sigmoid of its previous prediction."""
+    net = tiny(forecaster_input="prediction")
+    x = rand_frames()
+    np.testing.assert_allclose(net(Tensor(x)).asnumpy(), forecast_written_out(net, x, "own"),
+                               atol=1e-5)
 
 
 def test_paper_forecaster_equals_the_per_frame_head():
     """The batched 1x1 head over all predicted frames equals the head applied frame by frame."""
     net = tiny()
     x = rand_frames()
-    hs, cs = net.encode(Tensor(x))
-    expected = []
-    for _ in range(net.output_frames):
-        inp = None
-        for layer, cell in enumerate(net.forecaster):
-            hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer])
-            inp = hs[layer]
-        expected.append(net.unpatchify(net.head(ms.ops.cat(hs, 1))).asnumpy())
-    np.testing.assert_allclose(net(Tensor(x)).asnumpy(), np.concatenate(expected, 1), atol=1e-5)
+    np.testing.assert_allclose(net(Tensor(x)).asnumpy(), forecast_written_out(net, x), atol=1e-5)
 
 
 # ---------------------------------------------------------------- fused gates and old checkpoints
@@ -284,17 +285,10 @@ def test_truth_prob_one_reads_the_true_frames_and_zero_its_predictions():
     free = net(Tensor(x)).asnumpy()
     np.testing.assert_allclose(net(Tensor(x), Tensor(y), Tensor(0.0, ms.float32)).asnumpy(), free,
                                atol=1e-6)
-    hs, cs = net.encode(Tensor(x))
     frames = [net.patchify(Tensor(x))[:, -1]] + [net.patchify(Tensor(y))[:, t] for t in range(3)]
-    expected = []
-    for frame in frames:  # teacher forcing: step t reads the true frame t - 1
-        inp = frame
-        for layer, cell in enumerate(net.forecaster):
-            hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer])
-            inp = hs[layer]
-        expected.append(net.unpatchify(net.head(ms.ops.cat(hs, 1))).asnumpy())
+    expected = forecast_written_out(net, x, frames)  # teacher forcing: step t reads true frame t-1
     forced = net(Tensor(x), Tensor(y), Tensor(1.0, ms.float32)).asnumpy()
-    np.testing.assert_allclose(forced, np.concatenate(expected, 1), atol=1e-5)
+    np.testing.assert_allclose(forced, expected, atol=1e-5)
     assert np.abs(forced[:, 1:] - free[:, 1:]).max() > 1e-4
     np.testing.assert_allclose(forced[:, 0], free[:, 0], atol=1e-6)  # step 0 reads the input frame
 
