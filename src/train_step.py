@@ -50,12 +50,24 @@ def clipped_train_network(network, loss_fn, optimizer, clip_norm, loss_scale=1.0
     return ClipGradTrainOneStepCell(loss_network, optimizer, clip_norm, loss_scale)
 
 
+def global_step(cb_params):
+    """0-based training step about to run, counted from the start of the whole training.
+
+    ``Model.train(initial_epoch=k)`` (a resumed run) restarts ``cur_step_num`` at 0 but numbers
+    the epochs from ``k + 1``, so the step is taken from the epoch number and the position in the
+    epoch (both 1-based in ``cb_params``).
+    """
+    steps_per_epoch = max(int(cb_params.batch_num), 1)
+    in_epoch = (int(cb_params.cur_step_num) - 1) % steps_per_epoch
+    return (int(cb_params.cur_epoch_num) - 1) * steps_per_epoch + in_epoch
+
+
 class ScheduledSamplingLoss(nn.Cell):
     """``loss_fn(network(x, y, p), y)``: the network reads the true frame ``y[:, t]`` instead of
     its own prediction with probability ``p`` per sequence and step (scheduled sampling, Bengio
     et al. 2015). ``p`` falls linearly from 1 to 0 over ``steps`` training steps; the
-    :meth:`callback` sets it before each step (from the global step, so a resumed run continues
-    the schedule).
+    :meth:`callback` sets it before each step (from the global step, :func:`global_step`, so a
+    resumed run continues the schedule).
     """
 
     def __init__(self, network, loss_fn, steps):
@@ -81,7 +93,7 @@ class ScheduledSamplingLoss(nn.Cell):
 
         class _SetTruthProb(Callback):
             def on_train_step_begin(self, run_context):
-                step = run_context.original_args().cur_step_num - 1  # cur_step_num counts from 1
-                loss_cell.truth_prob.set_data(Tensor(loss_cell.prob_at(step), ms.float32))
+                loss_cell.truth_prob.set_data(Tensor(loss_cell.prob_at(global_step(
+                    run_context.original_args())), ms.float32))
 
         return _SetTruthProb()

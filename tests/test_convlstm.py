@@ -299,9 +299,11 @@ def test_scheduled_sampling_probability_and_callback():
     cell = ScheduledSamplingLoss(tiny(forecaster_input="prediction"), nn.BCEWithLogitsLoss(), 100)
     assert [cell.prob_at(s) for s in (0, 25, 100, 250)] == [1.0, 0.75, 0.0, 0.0]
     callback = cell.callback()
-    for step, expected in ((1, 1.0), (51, 0.5), (301, 0.0)):  # cur_step_num counts from 1
-        context = SimpleNamespace(original_args=lambda s=step: SimpleNamespace(cur_step_num=s))
-        callback.on_train_step_begin(context)
+    # (epoch, cur_step_num, expected): 10 steps per epoch; cur_step_num counts from 1 and restarts
+    # at 1 in a run resumed at epoch 3 (Model.train(initial_epoch=2)), the schedule does not
+    for epoch, step, expected in ((1, 1, 1.0), (6, 51, 0.5), (31, 301, 0.0), (3, 1, 0.8), (3, 5, 0.76)):
+        params = SimpleNamespace(cur_epoch_num=epoch, cur_step_num=step, batch_num=10)
+        callback.on_train_step_begin(SimpleNamespace(original_args=lambda p=params: p))
         assert float(cell.truth_prob.asnumpy()) == pytest.approx(expected)
     assert not cell.truth_prob.requires_grad
     with pytest.raises(ValueError, match="steps"):
