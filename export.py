@@ -90,14 +90,11 @@ def export_network(cfg, log=print):
     tmp = path[: -len(ext)] + ".tmp" + ext  # MindSpore adds the extension to MINDIR/AIR names
     with writing(path, partial=[tmp]):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        if fmt == "ONNX":
-            ms.export(net, dummy, file_name=tmp[: -len(ext)], file_format=fmt)
-            if os.path.isfile(tmp):
-                rename_onnx_io(tmp, "input", "output")
-        else:
-            ms.export(net, dummy, file_name=tmp[: -len(ext)], file_format=fmt)
+        ms.export(net, dummy, file_name=tmp[: -len(ext)], file_format=fmt)
         if not os.path.isfile(tmp):
             raise UserError(f"export to {fmt} did not write {path}")
+        if fmt == "ONNX":
+            rename_onnx_io(tmp, "input", "output")
         os.replace(tmp, path)
     if log:
         log(f"exported {cfg.model_name} ({meta['ckpt_file']}) as {fmt}, input {tuple(shape)} float32")

@@ -150,11 +150,12 @@ def mindspore_steps(cfg, warmup, steps):
     data = ds.NumpySlicesDataset({"x": x, "y": y}, shuffle=False).batch(cfg.batch_size).repeat(warmup + steps)
     network = create_model_from_config(cfg, log=_log)
     precision = precision_settings(cfg.device_target, cfg.amp_level, cfg.loss_scale)
-    model = build_training(cfg, network, network.trainable_params(), task.create_loss(), warmup + steps,
-                           *precision)[0]
+    model, _, _, step_callbacks = build_training(cfg, network, network.trainable_params(),
+                                                 task.create_loss(), warmup + steps, *precision)
     timer = StepTimer()
     start = time.perf_counter()
-    model.train(1, data, callbacks=[timer], dataset_sink_mode=False)
+    # the step's own callbacks too (scheduled sampling's probability), as train.py runs them
+    model.train(1, data, callbacks=step_callbacks + [timer], dataset_sink_mode=False)
     first = max(0, min(warmup - 1, len(timer.ends) - 2))  # cores busy over the timed steps
     busy = (timer.cpu[-1] - timer.cpu[first]) / max(timer.ends[-1] - timer.ends[first], 1e-9)
     return dict(_rates(cfg.batch_size, np.diff([start] + timer.ends), warmup), cpu_cores_busy=busy,

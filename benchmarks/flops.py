@@ -42,8 +42,8 @@ def convlstm_forward_flops(batch=1, image_size=64, in_channels=1, patch_size=4,
 
     Every step of every layer runs its input-to-state and state-to-state convolutions (also the
     first encoder step, whose state is zero: the network computes it); the first forecaster
-    layer has no input convolution (unless ``forecaster_input='prediction'``); every forecast frame costs one 1x1 output convolution over
-    the concatenated hidden states.
+    layer has no input convolution (unless ``forecaster_input='prediction'``); every forecast
+    frame costs one 1x1 output convolution over the concatenated hidden states.
     """
     size = image_size // patch_size
     patch_ch = patch_size * patch_size * in_channels

@@ -13,7 +13,8 @@ Two choices decide CPU speed with MindSpore 2.10 (README, "CPU tuning, measured 
 * **Convolution implementation per layer** (:func:`conv_impl_policy`): the native op or
   im2col + GEMM (``src.models.layers.Conv2d``). ``auto`` times forward + backward of both for
   every k x k layer shape of the network at the training batch, in one child process with
-  MindSpore in GRAPH mode, and picks the faster per shape (im2col only when 5% faster).
+  MindSpore in GRAPH mode, and picks the faster per shape (im2col only when ``CONV_MARGIN``
+  says it is clearly faster).
 
 Both results are cached in ``$XDG_CACHE_HOME/mindspore-zoo-tdn-convlstm/cpu_tuning.json``
 (``~/.cache/...`` without ``XDG_CACHE_HOME``), keyed by CPU model (name, family, model number),
