@@ -7,9 +7,9 @@ the tests prove the two compute the same function):
 
 * Tiny-DarkNet (darknet ``tiny.cfg``): conv (no bias) + BatchNorm + LeakyReLU(0.1) blocks, 2x2
   max-pools, a 1x1 classifier with bias, global mean pooling;
-* ConvLSTM (Shi et al. 2015): peephole cells, encoder and forecaster stacks, first forecaster layer
-  without input (or fed the previous frame: ``forecaster_input``), 1x1 head with bias over all
-  forecaster hidden states, 4x4 patchify. Written the way the MindSpore network computes it: one
+* ConvLSTM (Shi et al. 2015): peephole cells, encoder and forecaster stacks (or the one
+  ``stack``), first forecaster layer without input (or fed the previous frame:
+  ``forecaster_input``), 1x1 head with bias over all forecaster hidden states, 4x4 patchify. Written the way the MindSpore network computes it: one
   gate convolution over ``cat([x, h])`` when the kernels match, the peephole weights expanded
   once per sequence, the head run once over all predicted frames (without feeding), so the
   benchmark compares frameworks on the same algorithm.
@@ -100,13 +100,16 @@ class ConvLSTMCell(nn.Module):
 
 
 class ConvLSTM(nn.Module):
-    """Encoding-forecasting ConvLSTM: (N, T_in, C, H, W) -> (N, output_frames, C, H, W) logits."""
+    """Encoding-forecasting ConvLSTM (or the one ``stack``): (N, T_in, C, H, W) ->
+    (N, output_frames, C, H, W) logits; with ``target`` (training) as the MindSpore network."""
 
     def __init__(self, in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), input_kernel=5,
-                 state_kernel=5, output_frames=10, forecaster_input="none"):
+                 state_kernel=5, output_frames=10, forecaster_input="none",
+                 structure="encoder_forecaster"):
         super().__init__()
         self.in_channels, self.patch_size = in_channels, patch_size
         self.feed_prediction = forecaster_input == "prediction"
+        self.single_stack = structure == "stack"
         self.hidden_channels = tuple(int(h) for h in hidden_channels)
         self.output_frames = output_frames
         patch_ch = patch_size * patch_size * in_channels
@@ -116,7 +119,10 @@ class ConvLSTM(nn.Module):
             enc.append(ConvLSTMCell(below, hid, input_kernel, state_kernel))
             fore.append(ConvLSTMCell(below if layer or self.feed_prediction else 0, hid, input_kernel,
                                      state_kernel))
-        self.encoder, self.forecaster = nn.ModuleList(enc), nn.ModuleList(fore)
+        if self.single_stack:
+            self.stack = nn.ModuleList(enc)
+        else:
+            self.encoder, self.forecaster = nn.ModuleList(enc), nn.ModuleList(fore)
         self.head = nn.Conv2d(sum(self.hidden_channels), patch_ch, 1, bias=True)
 
     def patchify(self, x):
@@ -131,38 +137,53 @@ class ConvLSTM(nn.Module):
         x = x.reshape(n, c, p, p, hp, wp).permute(0, 1, 4, 2, 5, 3)
         return x.reshape(n, 1, c, hp * p, wp * p)
 
-    def forward(self, x):
+    @staticmethod
+    def _step(cells, inp, hs, cs, peep):
+        for layer, cell in enumerate(cells):
+            hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer], peep[layer])
+            inp = hs[layer]
+
+    def training_targets(self, x, y):
+        """What the training logits are compared with (as the MindSpore network's)."""
+        return torch.cat((x[:, 1:], y), 1) if self.single_stack and x.shape[1] > 1 else y
+
+    def forward(self, x, target=None, truth_prob=None):
         n, t_in, _, h, w = x.shape
         xp = self.patchify(x)
         size = (n, h // self.patch_size, w // self.patch_size)
         hs = [x.new_zeros(size[0], hid, *size[1:]) for hid in self.hidden_channels]
         cs = [x.new_zeros(size[0], hid, *size[1:]) for hid in self.hidden_channels]
-        peep = [cell.peepholes(state.shape) for cell, state in zip(self.encoder, cs)]
-        for step in range(t_in):
-            inp = xp[:, step]
-            for layer, cell in enumerate(self.encoder):
-                hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer], peep[layer])
-                inp = hs[layer]
-        peep = [cell.peepholes(state.shape) for cell, state in zip(self.forecaster, cs)]
-        frame = xp[:, -1]  # what the first forecaster layer reads with feed_prediction
+        cells = self.stack if self.single_stack else self.encoder
+        peep = [cell.peepholes(state.shape) for cell, state in zip(cells, cs)]
         states, logits = [], []
-        for _ in range(self.output_frames):
-            inp = frame if self.feed_prediction else None
-            for layer, cell in enumerate(self.forecaster):
-                hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer], peep[layer])
-                inp = hs[layer]
-            if self.feed_prediction:
+        for step in range(t_in):
+            self._step(cells, xp[:, step], hs, cs, peep)
+            if self.single_stack and (target is not None or step == t_in - 1):
                 logits.append(self.head(torch.cat(hs, 1)))
+        if not self.single_stack:
+            cells = self.forecaster
+            peep = [cell.peepholes(state.shape) for cell, state in zip(cells, cs)]
+        frame = xp[:, -1]  # what the first forecaster layer reads with feed_prediction
+        truth = None if target is None or truth_prob is None else self.patchify(target)
+        for step in range(self.output_frames):
+            if not (self.single_stack and step == 0):
+                self._step(cells, frame if self.feed_prediction else None, hs, cs, peep)
+                if self.feed_prediction:
+                    logits.append(self.head(torch.cat(hs, 1)))
+                else:
+                    states.append(torch.cat(hs, 1))
+            if self.feed_prediction:
                 frame = torch.sigmoid(logits[-1])
-            else:
-                states.append(torch.cat(hs, 1))
+                if truth is not None and step + 1 < self.output_frames:
+                    use_truth = (torch.rand(n, 1, 1, 1) < truth_prob).to(frame.dtype)
+                    frame = use_truth * truth[:, step] + (1.0 - use_truth) * frame
         if self.feed_prediction:
             z = torch.stack(logits, 1)
         else:  # one head GEMM over every predicted frame
             z = torch.stack(states, 1)
             z = self.head(z.reshape((n * self.output_frames,) + z.shape[2:]))
-        frames = self.unpatchify(z.reshape((n * self.output_frames,) + z.shape[-3:]))
-        return frames.reshape((n, self.output_frames) + frames.shape[2:])
+        frames = self.unpatchify(z.reshape((-1,) + z.shape[-3:]))
+        return frames.reshape((n, -1) + frames.shape[2:])
 
 
 def create_peer(model_name, **kwargs):
@@ -239,11 +260,13 @@ def create_loss(name, label_smoothing=0.0):
 
 
 def train_step_rate(model, x, y, optimizer="momentum", lr=0.01, loss="ce", warmup=2, steps=6,
-                    threads=0, label_smoothing=0.0, **optimizer_kwargs):
+                    threads=0, label_smoothing=0.0, truth_prob=1.0, **optimizer_kwargs):
     """Time ``warmup + steps`` training steps (forward, loss, backward, optimizer step) on one
     in-memory batch ``x`` (float32 array) with targets ``y`` (int labels for ``ce``, float maps
-    otherwise). ``threads`` 0 keeps torch's default. Returns samples/s (median and best step),
-    step times and the parameter count."""
+    otherwise). ``threads`` 0 keeps torch's default. A ConvLSTM that reads its own predictions
+    is trained as the MindSpore step does: reading true frames with probability ``truth_prob``
+    (scheduled sampling) and, for the ``stack``, on every next frame. Returns samples/s (median
+    and best step), step times and the parameter count."""
     if threads:
         torch.set_num_threads(int(threads))
     model.train()
@@ -255,7 +278,10 @@ def train_step_rate(model, x, y, optimizer="momentum", lr=0.01, loss="ce", warmu
     for _ in range(warmup + steps):
         start = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        value = loss_fn(model(tx), ty)
+        if getattr(model, "feed_prediction", False):  # as the MindSpore training step
+            value = loss_fn(model(tx, ty, truth_prob), model.training_targets(tx, ty))
+        else:
+            value = loss_fn(model(tx), ty)
         value.backward()
         opt.step()
         times.append(time.perf_counter() - start)

@@ -63,28 +63,33 @@ def global_step(cb_params):
 
 
 class ScheduledSamplingLoss(nn.Cell):
-    """``loss_fn(network(x, y, p), y)``: the network reads the true frame ``y[:, t]`` instead of
-    its own prediction with probability ``p`` per sequence and step (scheduled sampling, Bengio
-    et al. 2015). ``p`` falls linearly from 1 to 0 over ``steps`` training steps; the
+    """``loss_fn(network(x, y, p), network.training_targets(x, y))``: the network reads the true
+    frame ``y[:, t]`` instead of its own prediction with probability ``p`` per sequence and step
+    (scheduled sampling, Bengio et al. 2015). ``p`` falls linearly from 1 to 0 over ``steps``
+    training steps (``steps`` 0: always 0, the network reads its own predictions); the
     :meth:`callback` sets it before each step (from the global step, :func:`global_step`, so a
-    resumed run continues the schedule).
+    resumed run continues the schedule). The targets are the network's: ``y``, or every next
+    frame for a ConvLSTM ``stack``, which is trained on the input phase's predictions too.
     """
 
     def __init__(self, network, loss_fn, steps):
         super().__init__(auto_prefix=False)
-        if steps <= 0:
-            raise ValueError(f"scheduled sampling needs steps > 0, got {steps}")
+        if steps < 0:
+            raise ValueError(f"scheduled sampling needs steps >= 0, got {steps}")
         self.network = network
         self.loss_fn = loss_fn
         self.steps = int(steps)
-        self.truth_prob = Parameter(Tensor(1.0, ms.float32), name="scheduled_sampling_truth_prob",
-                                    requires_grad=False)
+        self.truth_prob = Parameter(Tensor(self.prob_at(0), ms.float32),
+                                    name="scheduled_sampling_truth_prob", requires_grad=False)
 
     def construct(self, x, y):
-        return self.loss_fn(self.network(x, y, self.truth_prob), y)
+        logits = self.network(x, y, self.truth_prob)
+        return self.loss_fn(logits, self.network.training_targets(x, y))
 
     def prob_at(self, step):
         """Probability of reading the true frame at (0-based) global training step ``step``."""
+        if not self.steps:
+            return 0.0
         return max(0.0, 1.0 - float(step) / self.steps)
 
     def callback(self):

@@ -44,8 +44,9 @@ def build_training(cfg, network, params, loss_fn, steps_per_epoch, amp_level, lo
     ``src/precision.py``; ``train`` takes it from ``precision_settings``, so the device decides).
     The optimizer un-scales the gradients by the same ``loss_scale``.
 
-    With ``cfg.scheduled_sampling_steps`` > 0 the network is trained through
-    ``src.train_step.ScheduledSamplingLoss`` (it reads true frames with a falling probability).
+    With ``cfg.scheduled_sampling_steps`` > 0, or a ConvLSTM ``stack`` (trained on every next
+    frame), the network is trained through ``src.train_step.ScheduledSamplingLoss`` (it reads true
+    frames with a falling probability).
 
     Returns ``(model, optimizer, lr, callbacks)`` with ``lr`` the per-step learning rates (numpy)
     and ``callbacks`` those the training step needs (the scheduled-sampling probability).
@@ -62,13 +63,15 @@ def build_training(cfg, network, params, loss_fn, steps_per_epoch, amp_level, lo
                                 rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps)
 
     callbacks = []
-    if getattr(cfg, "scheduled_sampling_steps", 0) > 0:
-        if not getattr(network, "feed_prediction", False):
-            raise UserError("scheduled_sampling_steps needs a network that reads its own "
-                            "predictions: set forecaster_input: prediction (or "
-                            "scheduled_sampling_steps: 0)")
-        network = ScheduledSamplingLoss(network, loss_fn, cfg.scheduled_sampling_steps)
-        callbacks.append(network.callback())
+    sampling_steps = getattr(cfg, "scheduled_sampling_steps", 0)
+    if sampling_steps > 0 and not getattr(network, "feed_prediction", False):
+        raise UserError("scheduled_sampling_steps needs a network that reads its own "
+                        "predictions: set forecaster_input: prediction (or "
+                        "scheduled_sampling_steps: 0)")
+    if sampling_steps > 0 or getattr(network, "single_stack", False):
+        network = ScheduledSamplingLoss(network, loss_fn, sampling_steps)
+        if sampling_steps:
+            callbacks.append(network.callback())
         loss_fn = None
     model, optimizer = build_train_model(network, loss_fn, make_optimizer, amp_level, loss_scale,
                                          grad_clip_norm=cfg.grad_clip_norm)

@@ -74,3 +74,25 @@ def test_benchmark_quick(tmp_path):
     # the table went to stdout
     assert "samples/s" in proc.stdout and "MFU" in proc.stdout
     assert "vs torch" in proc.stdout
+
+
+def test_convlstm_flops_count_every_convolution_of_every_step():
+    """The FLOP formula agrees with the network's list of convolutions: the paper's network runs
+    the encoder's per input frame, the forecaster's and the head per predicted frame; the stack
+    runs its own and the head at every one of T_in + T_out - 1 steps (training)."""
+    from benchmarks.flops import conv_flops, convlstm_forward_flops
+    from src.models.convlstm import conv_shapes
+    args = dict(hidden_channels=(8, 6), input_kernel=3, state_kernel=3, patch_size=4, image_size=32)
+
+    def total(shapes):
+        return sum(conv_flops(1, cin, cout, k, h, w) for cin, cout, k, h, w in shapes)
+
+    for feed in ("none", "prediction"):
+        shapes = conv_shapes(forecaster_input=feed, **args)
+        encoder, forecaster, head = shapes[:2], shapes[2:-1], shapes[-1:]
+        assert convlstm_forward_flops(input_frames=5, output_frames=3, forecaster_input=feed, **args) == \
+            5 * total(encoder) + 3 * (total(forecaster) + total(head))
+    shapes = conv_shapes(forecaster_input="prediction", structure="stack", **args)
+    assert len(shapes) == 3
+    assert convlstm_forward_flops(input_frames=5, output_frames=3, forecaster_input="prediction",
+                                  structure="stack", **args) == 7 * total(shapes)

@@ -134,9 +134,13 @@ def test_unfold_matches_native_convolution():
     np.testing.assert_allclose(fast(x).asnumpy(), ref(x).asnumpy(), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("feed", ["none", "prediction"])
-def test_graph_mode_matches_pynative(feed):
-    net = tiny(hidden_channels=(4, 4), output_frames=2, forecaster_input=feed)
+VARIANTS = [dict(), dict(forecaster_input="prediction"),
+            dict(forecaster_input="prediction", structure="stack")]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_graph_mode_matches_pynative(variant):
+    net = tiny(hidden_channels=(4, 4), output_frames=2, **variant)
     x = Tensor(rand_frames(1, 2, 8, 8))
     expected = net(x).asnumpy()
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -146,16 +150,16 @@ def test_graph_mode_matches_pynative(feed):
         ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
-@pytest.mark.parametrize("feed", ["none", "prediction"])
-def test_export_mindir_and_onnx(tmp_path, feed):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_export_mindir_and_onnx(tmp_path, variant):
     ort = pytest.importorskip("onnxruntime")
     x = Tensor(rand_frames(1, 2, 8, 8))
-    net = tiny(hidden_channels=(4, 4), output_frames=2, forecaster_input=feed)
+    net = tiny(hidden_channels=(4, 4), output_frames=2, **variant)
     expected = net(x).asnumpy()
     ms.export(net, x, file_name=str(tmp_path / "convlstm"), file_format="MINDIR")
     graph = nn.GraphCell(ms.load(str(tmp_path / "convlstm.mindir")))
     np.testing.assert_allclose(graph(x).asnumpy(), expected, atol=1e-6)
-    onnx_net = tiny(hidden_channels=(4, 4), output_frames=2, forecaster_input=feed)  # one export per Cell
+    onnx_net = tiny(hidden_channels=(4, 4), output_frames=2, **variant)  # one export per Cell
     copy_weights(net, onnx_net)
     ms.export(onnx_net, x, file_name=str(tmp_path / "convlstm"), file_format="ONNX")
     session = ort.InferenceSession(str(tmp_path / "convlstm.onnx"))
@@ -307,6 +311,103 @@ def test_scheduled_sampling_probability_and_callback():
         assert float(cell.truth_prob.asnumpy()) == pytest.approx(expected)
     assert not cell.truth_prob.requires_grad
     with pytest.raises(ValueError, match="steps"):
-        ScheduledSamplingLoss(tiny(), nn.BCEWithLogitsLoss(), 0)
+        ScheduledSamplingLoss(tiny(), nn.BCEWithLogitsLoss(), -1)
+    never = ScheduledSamplingLoss(tiny(forecaster_input="prediction"), nn.BCEWithLogitsLoss(), 0)
+    assert never.prob_at(0) == 0.0 and float(never.truth_prob.asnumpy()) == 0.0
     x, y = Tensor(rand_frames()), Tensor((rand_frames(2, 4, seed=1) > 0.5).astype(np.float32))
     assert np.isfinite(float(cell(x, y).asnumpy()))
+
+
+# ---------------------------------------------------------------- structure='stack'
+def stack(**kw):
+    return tiny(forecaster_input="prediction", structure="stack", **kw)
+
+
+def per_layer_parameters(cin, hid, kx, kh):
+    """The module docstring's count for one layer."""
+    return 4 * cin * hid * kx ** 2 * (cin > 0) + 4 * hid * hid * kh ** 2 + 4 * hid + 3 * hid
+
+
+def test_stack_has_one_set_of_layers_and_the_head():
+    net = stack(hidden_channels=(8, 6))
+    names = {p.name for p in net.trainable_params()}
+    assert "stack.1.conv_xh.weight" in names and not any(n.startswith(("encoder.", "forecaster."))
+                                                        for n in names)
+    expected = (per_layer_parameters(16, 8, 3, 3) + per_layer_parameters(8, 6, 3, 3)
+                + (8 + 6) * 16 + 16)
+    assert count_parameters(net) == expected
+    with pytest.raises(ValueError, match="forecaster_input: prediction"):
+        tiny(structure="stack")
+    with pytest.raises(ValueError, match="structure"):
+        tiny(structure="seq2seq")
+
+
+def stack_written_out(net, x, reads):
+    """The stack loop written out: every step reads ``reads[t]`` (patched frames), the head
+    predicts after every step; returns all logits as frames."""
+    n = x.shape[0]
+    hs = [ms.ops.zeros((n, h, 4, 4), ms.float32) for h in net.hidden_channels]
+    cs = [ms.ops.zeros((n, h, 4, 4), ms.float32) for h in net.hidden_channels]
+    out = []
+    for frame in reads:
+        inp = frame
+        for layer, cell in enumerate(net.stack):
+            hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer])
+            inp = hs[layer]
+        out.append(net.head(ms.ops.cat(hs, 1)))
+    return out
+
+
+def test_stack_reads_the_inputs_then_its_predictions():
+    net = stack()
+    x, y = rand_frames(), rand_frames(2, 4, seed=5)
+    xp, yp = net.patchify(Tensor(x)), net.patchify(Tensor(y))
+    # evaluation: inputs, then the sigmoid of each prediction; the forecast is the last 4 logits
+    reads = [xp[:, t] for t in range(3)]
+    logits = stack_written_out(net, x, reads)
+    for _ in range(3):
+        reads.append(ms.ops.sigmoid(logits[-1]))
+        logits = stack_written_out(net, x, reads)
+    expected = np.concatenate([net.unpatchify(z).asnumpy() for z in logits[2:]], 1)
+    np.testing.assert_allclose(net(Tensor(x)).asnumpy(), expected, atol=1e-5)
+    # training with truth_prob 1: every step reads the true previous frame, and every next frame
+    # of the sequence is predicted (2 from the inputs, then the 4 forecasts)
+    teacher = stack_written_out(net, x, [xp[:, t] for t in range(3)] + [yp[:, t] for t in range(3)])
+    forced = net(Tensor(x), Tensor(y), Tensor(1.0, ms.float32)).asnumpy()
+    assert forced.shape == (2, 6, 1, 16, 16)
+    np.testing.assert_allclose(forced, np.concatenate([net.unpatchify(z).asnumpy() for z in teacher], 1),
+                               atol=1e-5)
+    free = net(Tensor(x), Tensor(y), Tensor(0.0, ms.float32)).asnumpy()
+    np.testing.assert_allclose(free[:, 2:], expected, atol=1e-5)
+    np.testing.assert_allclose(free[:, :2], forced[:, :2], atol=1e-6)  # the input phase reads x
+    targets = net.training_targets(Tensor(x), Tensor(y)).asnumpy()
+    np.testing.assert_array_equal(targets, np.concatenate([x[:, 1:], y], 1))
+
+
+def test_stack_with_one_input_or_one_output_frame():
+    net = stack(output_frames=1)
+    x, y = rand_frames(t=1), rand_frames(t=1, seed=2)
+    assert net(Tensor(x)).shape == (2, 1, 1, 16, 16)
+    assert net(Tensor(x), Tensor(y), Tensor(0.5, ms.float32)).shape == (2, 1, 1, 16, 16)
+    np.testing.assert_array_equal(net.training_targets(Tensor(x), Tensor(y)).asnumpy(), y)
+
+
+def test_stack_loss_cell_trains_on_every_next_frame():
+    from src.train_step import ScheduledSamplingLoss
+    net = stack()
+    x, y = rand_frames(), (rand_frames(2, 4, seed=1) > 0.5).astype(np.float32)
+    loss = nn.BCEWithLogitsLoss(reduction="sum")
+    cell = ScheduledSamplingLoss(net, loss, 0)
+    logits = net(Tensor(x), Tensor(y), Tensor(0.0, ms.float32))
+    expected = loss(logits, Tensor(np.concatenate([x[:, 1:], y], 1))).asnumpy()
+    np.testing.assert_allclose(cell(Tensor(x), Tensor(y)).asnumpy(), expected, rtol=1e-5)
+
+
+def test_stack_checkpoint_layouts_convert():
+    fused = stack()
+    split = stack(fuse_gates=False)
+    params = convert_legacy_params({p.name: p for p in fused.get_parameters()}, split)
+    missing, unused = ms.load_param_into_net(split, params, strict_load=True)
+    assert not missing and not unused
+    x = Tensor(rand_frames())
+    np.testing.assert_allclose(split(x).asnumpy(), fused(x).asnumpy(), atol=1e-5, rtol=0)

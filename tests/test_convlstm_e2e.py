@@ -109,3 +109,30 @@ def test_scheduled_sampling_trains_and_needs_the_fed_forecaster(mmnist_dir, tmp_
                              "--ckpt_file", os.path.join(out, "checkpoints"), *TINY_CONVLSTM,
                              "--forecaster_input", "prediction")
     assert rc == 0, stderr[-2000:]
+
+
+def test_stack_trains_evaluates_exports_and_is_told_apart(mmnist_dir, tmp_path):
+    """structure: stack end to end: train (no scheduled sampling: it still trains on every next
+    frame), eval, export; a checkpoint of the other structure is a one-line error."""
+    out = str(tmp_path / "run")
+    stack = [*TINY_CONVLSTM, "--structure", "stack", "--forecaster_input", "prediction"]
+    common = ["--config_path", CPU, "--data_path", mmnist_dir, *stack]
+    rc, stdout, stderr = run("train.py", *common, "--output_dir", out, "--epoch_size", "1",
+                             "--scheduled_sampling_steps", "0", "--log_interval", "1")
+    assert rc == 0, stderr[-2000:]
+    assert "epoch: 1 step: 2, loss is" in stdout
+    ckpt = os.path.join(out, "checkpoints", "convlstm-1_2.ckpt")
+    assert "stack.0.conv_xh.weight" in ms.load_checkpoint(ckpt)
+    rc, stdout, stderr = run("eval.py", *common, "--ckpt_file", ckpt, "--result_dir", str(tmp_path / "eval"))
+    assert rc == 0, stderr[-2000:]
+    metrics = json.load(open(tmp_path / "eval" / "metrics.json"))
+    assert metrics["num_samples"] == 6 and metrics["model"]["mse"] > 0
+    rc, stdout, stderr = run("export.py", *common, "--ckpt_file", ckpt, "--file_format", "ONNX",
+                             "--file_name", str(tmp_path / "stack"))
+    assert rc == 0, stderr[-2000:]
+    assert os.path.getsize(tmp_path / "stack.onnx") > 1000
+    rc, _, stderr = run("eval.py", "--config_path", CPU, "--data_path", mmnist_dir, *TINY_CONVLSTM,
+                        "--ckpt_file", ckpt)
+    assert rc == 2 and len(stderr.strip().splitlines()) == 1, stderr[-2000:]
+    rc, _, stderr = run("train.py", *common, "--forecaster_input", "none", "--output_dir", out)
+    assert rc == 2 and "forecaster_input: prediction" in stderr.strip().splitlines()[-1]

@@ -304,3 +304,14 @@ def test_convlstm_conv_impl_per_layer():
     assert sorted(seen) == sorted(conv_shapes(image_size=16, **args)[:-1])
     assert net.encoder[0].conv_x.use_unfold and net.forecaster[1].conv_h.use_unfold
     assert not hasattr(net.forecaster[0], "conv_x")  # first forecaster layer: no input
+
+
+def test_convlstm_stack_probes_only_its_own_convolutions():
+    from src.models.convlstm import ConvLSTM, conv_shapes
+    seen = []
+    args = dict(hidden_channels=(8, 4), input_kernel=3, state_kernel=3, patch_size=4,
+                forecaster_input="prediction", structure="stack")
+    net = ConvLSTM(conv_impl=lambda *s: seen.append(s) or "unfold", image_size=16, **args)
+    assert sorted(seen) == sorted(conv_shapes(image_size=16, **args)[:-1]) == [(12, 16, 3, 4, 4),
+                                                                               (24, 32, 3, 4, 4)]
+    assert net.stack[0].conv_xh.use_unfold and not hasattr(net, "forecaster")

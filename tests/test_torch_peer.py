@@ -14,6 +14,7 @@ from src.models.convlstm import count_parameters  # noqa: E402
 
 TINY_CONVLSTM = dict(in_channels=1, patch_size=4, hidden_channels=(8, 4), input_kernel=3,
                      state_kernel=5, input_frames=2, output_frames=3)
+STACK = dict(TINY_CONVLSTM, state_kernel=3, forecaster_input="prediction", structure="stack")
 
 
 @pytest.fixture(autouse=True)
@@ -42,6 +43,7 @@ def ms_params(net, seed=0):
     ("convlstm", TINY_CONVLSTM),
     ("convlstm", dict(TINY_CONVLSTM, hidden_channels=(6,), input_kernel=5)),
     ("convlstm", dict(TINY_CONVLSTM, forecaster_input="prediction")),
+    ("convlstm", STACK),
 ])
 def test_parameter_counts_equal(name, kwargs):
     ms_net = create_model(name, **kwargs)
@@ -54,6 +56,7 @@ def test_parameter_counts_equal(name, kwargs):
     ("convlstm", TINY_CONVLSTM, (2, 2, 1, 16, 16)),
     ("convlstm", dict(TINY_CONVLSTM, state_kernel=3), (2, 2, 1, 16, 16)),  # fused gate convolutions
     ("convlstm", dict(TINY_CONVLSTM, forecaster_input="prediction"), (2, 2, 1, 16, 16)),
+    ("convlstm", STACK, (2, 2, 1, 16, 16)),
 ])
 def test_same_weights_same_outputs(name, kwargs, shape):
     ms_net = create_model(name, **kwargs)
@@ -68,20 +71,44 @@ def test_same_weights_same_outputs(name, kwargs, shape):
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("kwargs", [dict(TINY_CONVLSTM, forecaster_input="prediction"), STACK])
+@pytest.mark.parametrize("truth_prob", [0.0, 1.0])
+def test_same_training_forward(kwargs, truth_prob):
+    """The training forward (scheduled sampling at probability 0 or 1, every next frame for the
+    stack) and its targets are the MindSpore network's."""
+    ms_net = create_model("convlstm", **kwargs)
+    peer = torch_peer.load_mindspore_params(torch_peer.create_peer("convlstm", **kwargs),
+                                            ms_params(ms_net)).eval()
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 1, (2, 2, 1, 16, 16)).astype(np.float32)
+    y = rng.uniform(0, 1, (2, 3, 1, 16, 16)).astype(np.float32)
+    ref = ms_net(ms.Tensor(x), ms.Tensor(y), ms.Tensor(truth_prob, ms.float32)).asnumpy()
+    with torch.no_grad():
+        tx, ty = torch.as_tensor(x), torch.as_tensor(y)
+        got = peer(tx, ty, truth_prob).numpy()
+        targets = peer.training_targets(tx, ty).numpy()
+    assert got.shape == ref.shape == (2, 4 if "structure" in kwargs else 3, 1, 16, 16)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    np.testing.assert_array_equal(targets, ms_net.training_targets(ms.Tensor(x), ms.Tensor(y)).asnumpy())
+
+
 def test_load_rejects_a_wrong_shape():
     peer = torch_peer.create_peer("tinydarknet", num_classes=4)
     with pytest.raises(KeyError, match="classifier.weight"):
         torch_peer.load_mindspore_params(peer, {"classifier.weight": np.zeros((3, 128, 1, 1))})
 
 
-@pytest.mark.parametrize("optimizer, loss", [("momentum", "ce"), ("rmsprop", "bce"), ("adam", "mse")])
-def test_train_step_rate_runs_and_learns(optimizer, loss):
+@pytest.mark.parametrize("optimizer, loss, convlstm", [("momentum", "ce", None),
+                                                      ("rmsprop", "bce", TINY_CONVLSTM),
+                                                      ("adam", "mse", TINY_CONVLSTM),
+                                                      ("adam", "bce", STACK)])
+def test_train_step_rate_runs_and_learns(optimizer, loss, convlstm):
     if loss == "ce":
         peer = torch_peer.create_peer("tinydarknet", num_classes=3)
         x = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
         y = np.array([0, 2])
     else:
-        peer = torch_peer.create_peer("convlstm", **TINY_CONVLSTM)
+        peer = torch_peer.create_peer("convlstm", **convlstm)
         x = np.random.default_rng(0).uniform(size=(2, 2, 1, 16, 16)).astype(np.float32)
         y = (x[:, :1].repeat(3, axis=1) > 0.5).astype(np.float32)
     before = [p.detach().clone() for p in peer.parameters()]

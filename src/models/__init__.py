@@ -51,10 +51,23 @@ def _tinydarknet_convs(cfg):
     return conv_shapes(cfg.num_classes, cfg.in_channels, cfg.image_size)
 
 
+def _convlstm_kwargs(cfg):
+    if cfg.structure == "stack" and cfg.forecaster_input != "prediction":
+        from src.model_utils.config import ConfigError
+        raise ConfigError("structure: stack reads its own predictions: set forecaster_input: "
+                          "prediction (or structure: encoder_forecaster)")
+    return dict(in_channels=cfg.in_channels, patch_size=cfg.patch_size,
+                hidden_channels=tuple(cfg.hidden_channels), input_kernel=cfg.input_kernel,
+                state_kernel=cfg.state_kernel, input_frames=cfg.input_frames,
+                output_frames=cfg.output_frames, forecaster_input=cfg.forecaster_input,
+                structure=cfg.structure)
+
+
 def _convlstm_convs(cfg):
     from src.models.convlstm import conv_shapes
     return conv_shapes(cfg.in_channels, cfg.patch_size, tuple(cfg.hidden_channels), cfg.input_kernel,
-                       cfg.state_kernel, cfg.image_size, forecaster_input=cfg.forecaster_input)
+                       cfg.state_kernel, cfg.image_size, forecaster_input=cfg.forecaster_input,
+                       structure=cfg.structure)
 
 
 def _convert_convlstm(params, network):
@@ -77,11 +90,7 @@ MODELS = {
         conv_shapes=_tinydarknet_convs, input_shape=_image_input),
     "convlstm": ModelSpec(
         build=_build_convlstm, task="video_prediction", head_prefixes=("head.",),
-        kwargs_from_config=lambda cfg: dict(
-            in_channels=cfg.in_channels, patch_size=cfg.patch_size,
-            hidden_channels=tuple(cfg.hidden_channels), input_kernel=cfg.input_kernel,
-            state_kernel=cfg.state_kernel, input_frames=cfg.input_frames,
-            output_frames=cfg.output_frames, forecaster_input=cfg.forecaster_input),
+        kwargs_from_config=_convlstm_kwargs,
         conv_shapes=_convlstm_convs, input_shape=_video_input, convert_params=_convert_convlstm),
 }
 
