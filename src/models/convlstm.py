@@ -279,6 +279,16 @@ class ConvLSTM(nn.Cell):
         with ``return_sequence=True`` also the top layer's hidden state after every step,
         (N, T, Ch_top, H/p, W/p). Step t only sees frames 0..t.
         """
+        hs, cs, _, seq, _ = self._read_inputs(x, return_sequence=return_sequence)
+        if return_sequence:
+            return hs, cs, seq
+        return hs, cs
+
+    def _read_inputs(self, x, heads="none", return_sequence=False):
+        """The input cells (encoder or stack) over the input frames ``x``: returns ``(hs, cs,
+        peepholes, seq, logits)``. ``logits``: the head's prediction of the next frame after
+        every input frame (``heads='all'``), after the last one (``'last'``) or none; ``seq``:
+        the top layer's hidden states (``return_sequence``) or None."""
         n, t_in, c, h, w = x.shape
         p = self.patch_size
         if c != self.in_channels or h % p != 0 or w % p != 0:
@@ -290,25 +300,25 @@ class ConvLSTM(nn.Cell):
         for hid in self.hidden_channels:
             hs.append(ops.zeros((n, hid, h // p, w // p), x.dtype))
             cs.append(ops.zeros((n, hid, h // p, w // p), x.dtype))
-        cells = self._input_cells()
-        peep = [cell.peepholes(state.shape) for cell, state in zip(cells, cs)]
+        peep = [cell.peepholes(state.shape) for cell, state in zip(self._input_cells(), cs)]
         seq = None
+        logits = []
         for step in range(t_in):
-            inp = xp[:, step]
-            for layer in range(self.num_layers):
-                h_new, c_new = cells[layer](inp, hs[layer], cs[layer], peep[layer])
-                hs[layer] = h_new
-                cs[layer] = c_new
-                inp = h_new
+            hs, cs = self._step(self._input_cells(), hs, cs, peep, xp[:, step])
             if return_sequence:
-                top = ops.expand_dims(inp, 1)
+                top = ops.expand_dims(hs[-1], 1)
                 seq = top if step == 0 else ops.cat((seq, top), 1)
-        if return_sequence:
-            return hs, cs, seq
-        return hs, cs
+            if heads == "all" or (heads == "last" and step == t_in - 1):
+                logits.append(self.head(ops.cat(hs, 1)))
+        return hs, cs, peep, seq, logits
 
     def _forecast_step(self, hs, cs, peep, inp=None):
         """One forecaster step (``inp``: the patched frame the first layer reads, or None);
+        returns the new (hs, cs)."""
+        return self._step(self._forecast_cells(), hs, cs, peep, inp)
+
+    def _step(self, cells, hs, cs, peep, inp):
+        """One step of the layers ``cells`` (``inp``: what the first layer reads, or None);
         returns the new (hs, cs).
 
         States are returned, not mutated in place: GRAPH mode does not propagate in-place list
@@ -316,7 +326,6 @@ class ConvLSTM(nn.Cell):
         """
         new_hs = []
         new_cs = []
-        cells = self._forecast_cells()
         for layer in range(self.num_layers):
             h_new, c_new = cells[layer](inp, hs[layer], cs[layer], peep[layer])
             new_hs.append(h_new)
@@ -338,7 +347,7 @@ class ConvLSTM(nn.Cell):
         gives the frames they are compared with.
         """
         if self.single_stack:
-            hs, cs, peep, logits = self._read_inputs(x, target is not None)
+            hs, cs, peep, _, logits = self._read_inputs(x, "all" if target is not None else "last")
         else:
             hs, cs = self.encode(x)
             peep = [cell.peepholes(state.shape) for cell, state in zip(self.forecaster, cs)]
@@ -368,29 +377,6 @@ class ConvLSTM(nn.Cell):
         n, t = z.shape[0], z.shape[1]
         frames = self.head(z.reshape((n * t,) + z.shape[2:]))
         return self._frames(frames.reshape((n, t) + frames.shape[1:]))
-
-    def _read_inputs(self, x, all_frames):
-        """The stack over the input frames: ``(hs, cs, peepholes, logits)`` with ``logits`` the
-        head's prediction after each input frame (after the last one only, unless
-        ``all_frames``): the first forecast is the last of them."""
-        n, t_in, c, h, w = x.shape
-        p = self.patch_size
-        if c != self.in_channels or h % p != 0 or w % p != 0:
-            raise ValueError(f"ConvLSTM expects (N, T, {self.in_channels}, H, W) with H and W "
-                             f"divisible by {p}, got {x.shape}")
-        xp = self.patchify(x)
-        hs = []
-        cs = []
-        for hid in self.hidden_channels:
-            hs.append(ops.zeros((n, hid, h // p, w // p), x.dtype))
-            cs.append(ops.zeros((n, hid, h // p, w // p), x.dtype))
-        peep = [cell.peepholes(state.shape) for cell, state in zip(self.stack, cs)]
-        logits = []
-        for step in range(t_in):
-            hs, cs = self._forecast_step(hs, cs, peep, xp[:, step])
-            if all_frames or step == t_in - 1:
-                logits.append(self.head(ops.cat(hs, 1)))
-        return hs, cs, peep, logits
 
     def training_targets(self, x, y):
         """The frames the training logits (``construct(x, y, ...)``) are compared with: ``y``,
