@@ -113,12 +113,14 @@ def test_scheduled_sampling_trains_and_needs_the_fed_forecaster(mmnist_dir, tmp_
 
 def test_stack_trains_evaluates_exports_and_is_told_apart(mmnist_dir, tmp_path):
     """structure: stack end to end: train (no scheduled sampling: it still trains on every next
-    frame), eval, export; a checkpoint of the other structure is a one-line error."""
+    frame; with the SSIM term in the loss), eval, export; a checkpoint of the other structure is
+    a one-line error."""
     out = str(tmp_path / "run")
     stack = [*TINY_CONVLSTM, "--structure", "stack", "--forecaster_input", "prediction"]
     common = ["--config_path", CPU, "--data_path", mmnist_dir, *stack]
     rc, stdout, stderr = run("train.py", *common, "--output_dir", out, "--epoch_size", "1",
-                             "--scheduled_sampling_steps", "0", "--log_interval", "1")
+                             "--scheduled_sampling_steps", "0", "--log_interval", "1",
+                             "--ssim_loss_weight", "1.0")
     assert rc == 0, stderr[-2000:]
     assert "epoch: 1 step: 2, loss is" in stdout
     ckpt = os.path.join(out, "checkpoints", "convlstm-1_2.ckpt")

@@ -178,3 +178,33 @@ def test_rmsprop_warms_up_with_the_sequence_sum_not_with_a_pixel_mean():
     this tiny problem at step 50: 77 % of weights vs 0 %."""
     assert _warmed_up_fraction("sequence_sum") > 0.6
     assert _warmed_up_fraction("mean") < 0.05
+
+
+def test_ssim_loss_is_one_minus_skimage_ssim():
+    """SSIMLoss's map is skimage's structural_similarity(data_range=1) (the reported metric):
+    its mean over a frame equals skimage's SSIM, and the added term is weight x sum(1 - map)."""
+    from skimage.metrics import structural_similarity
+    from src.loss import SSIMLoss
+    rng = np.random.default_rng(0)
+    probs = rng.uniform(0.02, 0.98, (2, 3, 1, 12, 16)).astype(np.float32)
+    target = (rng.random(probs.shape) > 0.7).astype(np.float32)
+    logits = np.log(probs / (1 - probs))
+    ssim_map = SSIMLoss().ssim_map(ms.Tensor(probs), ms.Tensor(target)).asnumpy()
+    assert ssim_map.shape == (6, 1, 6, 10)
+    frames = zip(probs.reshape(6, 12, 16), target.reshape(6, 12, 16))
+    expected = [structural_similarity(p, t, data_range=1) for p, t in frames]
+    np.testing.assert_allclose(ssim_map.reshape(6, -1).mean(1), expected, atol=1e-5)
+    assert structural_similarity(target[0, 0, 0], target[0, 0, 0], data_range=1) == pytest.approx(1.0)
+    bce = create_loss("bce", reduction="sequence_sum")
+    both = create_loss("bce", reduction="sequence_sum", ssim_weight=0.5)
+    x, y = ms.Tensor(logits), ms.Tensor(target)
+    assert float(both(x, y).asnumpy()) == pytest.approx(
+        float(bce(x, y).asnumpy()) + 0.5 * (1 - ssim_map).sum() / 2, rel=1e-5)
+    mean = create_loss("mse", reduction="mean", ssim_weight=2.0)
+    assert float(mean(x, y).asnumpy()) == pytest.approx(
+        float(create_loss("mse", reduction="mean")(x, y).asnumpy()) + 2 * (1 - ssim_map).mean(), rel=1e-5)
+    perfect = SSIMLoss()(ms.Tensor(np.where(target > 0, 30.0, -30.0).astype(np.float32)), y)
+    assert float(perfect.asnumpy()) == pytest.approx(0.0, abs=1e-3)
+    for bad in (dict(name="ce", ssim_weight=1.0), dict(name="bce", ssim_weight=-1.0)):
+        with pytest.raises(ValueError, match="ssim_weight"):
+            create_loss(**bad)

@@ -78,6 +78,7 @@ class VideoPredictionTask(Task):
         loss (str): ``bce`` (the paper's per-pixel cross-entropy) or ``mse``, on logits.
         loss_reduction (str): ``sequence_sum`` (the paper's: summed over a sequence's pixels and
             frames, averaged over the batch) or ``mean`` (over every pixel); see ``src/loss.py``.
+        ssim_weight (float): weight of the SSIM term added to the loss (``src/loss.py``).
         num_pictures (int): sequences drawn as PNG strips by ``evaluate``.
         log_interval (int): batches between evaluation progress lines (0: none).
     """
@@ -87,9 +88,10 @@ class VideoPredictionTask(Task):
     losses = ("bce", "mse")
 
     def __init__(self, input_frames, output_frames, frame_shape, loss="bce",
-                 loss_reduction="sequence_sum", num_pictures=4, log_interval=0):
+                 loss_reduction="sequence_sum", num_pictures=4, log_interval=0, ssim_weight=0.0):
         super().__init__((input_frames,) + tuple(frame_shape), loss, log_interval)
         self.loss_reduction = loss_reduction
+        self.ssim_weight = ssim_weight
         self.input_frames = input_frames
         self.output_frames = output_frames
         self.frame_shape = tuple(frame_shape)
@@ -98,11 +100,12 @@ class VideoPredictionTask(Task):
     @classmethod
     def from_config(cls, cfg, sample_shape):
         return cls(cfg.input_frames, cfg.output_frames, sample_shape[1:], loss=cfg.loss,
-                   loss_reduction=cfg.loss_reduction, log_interval=cfg.log_interval)
+                   loss_reduction=cfg.loss_reduction, log_interval=cfg.log_interval,
+                   ssim_weight=cfg.ssim_loss_weight)
 
     def create_loss(self):
         from src.loss import create_loss
-        return create_loss(self.loss, reduction=self.loss_reduction)
+        return create_loss(self.loss, reduction=self.loss_reduction, ssim_weight=self.ssim_weight)
 
     def validate(self, net, dataset):
         """Evaluate on the validation sequences during training: returns (validation loss, the
