@@ -194,7 +194,10 @@ def test_ssim_loss_is_one_minus_skimage_ssim():
     frames = zip(probs.reshape(6, 12, 16), target.reshape(6, 12, 16))
     expected = [structural_similarity(p, t, data_range=1) for p, t in frames]
     np.testing.assert_allclose(ssim_map.reshape(6, -1).mean(1), expected, atol=1e-5)
-    assert structural_similarity(target[0, 0, 0], target[0, 0, 0], data_range=1) == pytest.approx(1.0)
+    seven = rng.random((2, 7, 7)).astype(np.float32)  # the smallest frame: one window
+    one = SSIMLoss().ssim_map(ms.Tensor(seven[:1]), ms.Tensor(seven[1:])).asnumpy()
+    assert one.shape == (1, 1, 1, 1)
+    assert one.item() == pytest.approx(structural_similarity(seven[0], seven[1], data_range=1), abs=1e-5)
     bce = create_loss("bce", reduction="sequence_sum")
     both = create_loss("bce", reduction="sequence_sum", ssim_weight=0.5)
     x, y = ms.Tensor(logits), ms.Tensor(target)
