@@ -39,7 +39,7 @@ def convlstm_forward_flops(batch=1, image_size=64, in_channels=1, patch_size=4,
                            hidden_channels=(128, 64, 64), input_kernel=5, state_kernel=5,
                            input_frames=10, output_frames=10, forecaster_input="none",
                            structure="encoder_forecaster"):
-    """Forward FLOPs of the encoding-forecasting ConvLSTM (``src.models.convlstm.ConvLSTM``).
+    """Forward FLOPs of the ConvLSTM (``src.models.convlstm.ConvLSTM``), either structure.
 
     Every step of every layer runs its input-to-state and state-to-state convolutions (also the
     first encoder step, whose state is zero: the network computes it); the first forecaster

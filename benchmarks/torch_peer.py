@@ -9,10 +9,11 @@ the tests prove the two compute the same function):
   max-pools, a 1x1 classifier with bias, global mean pooling;
 * ConvLSTM (Shi et al. 2015): peephole cells, encoder and forecaster stacks (or the one
   ``stack``), first forecaster layer without input (or fed the previous frame:
-  ``forecaster_input``), 1x1 head with bias over all forecaster hidden states, 4x4 patchify. Written the way the MindSpore network computes it: one
-  gate convolution over ``cat([x, h])`` when the kernels match, the peephole weights expanded
-  once per sequence, the head run once over all predicted frames (without feeding), so the
-  benchmark compares frameworks on the same algorithm.
+  ``forecaster_input``), 1x1 head with bias over all forecaster hidden states, 4x4 patchify.
+  Written the way the MindSpore network computes it: one gate convolution over ``cat([x, h])``
+  when the kernels match, the peephole weights expanded once per sequence, the head run once
+  over all predicted frames (without feeding), so the benchmark compares frameworks on the same
+  algorithm.
 
 :func:`train_step_rate` times optimizer steps with the optimizer, loss and batch the repo trains
 with (``src/optimizer.py`` / ``src/loss.py`` names and arguments). PyTorch is not a requirement
@@ -117,8 +118,9 @@ class ConvLSTM(nn.Module):
         for layer, hid in enumerate(self.hidden_channels):
             below = patch_ch if layer == 0 else self.hidden_channels[layer - 1]
             enc.append(ConvLSTMCell(below, hid, input_kernel, state_kernel))
-            fore.append(ConvLSTMCell(below if layer or self.feed_prediction else 0, hid, input_kernel,
-                                     state_kernel))
+            if not self.single_stack:
+                fore.append(ConvLSTMCell(below if layer or self.feed_prediction else 0, hid,
+                                         input_kernel, state_kernel))
         if self.single_stack:
             self.stack = nn.ModuleList(enc)
         else:

@@ -27,7 +27,8 @@ def test_train_resume_eval(mmnist_dir, tmp_path):
     assert "epoch: 1 step: 2, loss is" in stdout
     ckpt = os.path.join(out, "checkpoints", "convlstm-1_2.ckpt")
     params = ms.load_checkpoint(ckpt)
-    assert params["model_name"] == "convlstm" and "head.weight" in params and "encoder.0.w_ci" in params
+    # the CPU config's network: one stack (structure: stack)
+    assert params["model_name"] == "convlstm" and "head.weight" in params and "stack.0.w_ci" in params
 
     rc, stdout, stderr = run("train.py", *common, "--epoch_size", "2", "--resume", ckpt)
     assert rc == 0, stderr[-2000:]
@@ -96,7 +97,7 @@ def test_missing_moving_mnist_files_are_one_line_errors(tmp_path):
 def test_scheduled_sampling_trains_and_needs_the_fed_forecaster(mmnist_dir, tmp_path):
     out = str(tmp_path / "run")
     common = ["--config_path", CPU, "--data_path", mmnist_dir, "--output_dir", out, *TINY_CONVLSTM,
-              "--epoch_size", "1", "--scheduled_sampling_steps", "2"]
+              "--epoch_size", "1", "--scheduled_sampling_steps", "2", "--structure", "encoder_forecaster"]
     rc, stdout, stderr = run("train.py", *common, "--forecaster_input", "none")
     assert rc == 2 and "forecaster_input: prediction" in stderr.strip().splitlines()[-1]
     rc, stdout, stderr = run("train.py", *common, "--forecaster_input", "prediction",
@@ -107,7 +108,7 @@ def test_scheduled_sampling_trains_and_needs_the_fed_forecaster(mmnist_dir, tmp_
     assert "forecaster.0.conv_xh.weight" in params  # the fed first forecaster layer
     rc, stdout, stderr = run("eval.py", "--config_path", CPU, "--data_path", mmnist_dir,
                              "--ckpt_file", os.path.join(out, "checkpoints"), *TINY_CONVLSTM,
-                             "--forecaster_input", "prediction")
+                             "--forecaster_input", "prediction", "--structure", "encoder_forecaster")
     assert rc == 0, stderr[-2000:]
 
 
@@ -134,7 +135,8 @@ def test_stack_trains_evaluates_exports_and_is_told_apart(mmnist_dir, tmp_path):
     assert rc == 0, stderr[-2000:]
     assert os.path.getsize(tmp_path / "stack.onnx") > 1000
     rc, _, stderr = run("eval.py", "--config_path", CPU, "--data_path", mmnist_dir, *TINY_CONVLSTM,
-                        "--ckpt_file", ckpt)
+                        "--structure", "encoder_forecaster", "--ckpt_file", ckpt)
     assert rc == 2 and len(stderr.strip().splitlines()) == 1, stderr[-2000:]
+    assert "does not fit the network" in stderr
     rc, _, stderr = run("train.py", *common, "--forecaster_input", "none", "--output_dir", out)
     assert rc == 2 and "forecaster_input: prediction" in stderr.strip().splitlines()[-1]

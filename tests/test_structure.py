@@ -162,6 +162,15 @@ def test_task_refuses_a_loss_of_another_family():
         create_task(get_config(["--config_path", "config/mmnist_config_cpu.yaml", "--loss", "ce"]))
 
 
+def test_ssim_loss_needs_frames_as_large_as_its_window():
+    from src.model_utils.errors import UserError
+    small = ["--config_path", "config/mmnist_config_cpu.yaml", "--image_size", "4", "--patch_size", "2"]
+    with pytest.raises(UserError, match="at least 7x7"):
+        create_task(get_config(small + ["--ssim_loss_weight", "0.5"])).create_loss()
+    assert create_task(get_config(small)).create_loss() is not None  # no SSIM term: any size
+    assert create_task(get_config(small[:2] + ["--ssim_loss_weight", "0.5"])).create_loss() is not None
+
+
 def test_classification_evaluator_counts_over_batches():
     task = ClassificationTask(num_classes=3, sample_shape=(1, 4, 4))
     ev = task.new_evaluator()

@@ -104,7 +104,11 @@ class VideoPredictionTask(Task):
                    ssim_weight=cfg.ssim_loss_weight)
 
     def create_loss(self):
-        from src.loss import create_loss
+        from src.loss import SSIMLoss, create_loss
+        if self.ssim_weight and min(self.frame_shape[-2:]) < SSIMLoss.WINDOW:
+            raise UserError(f"ssim_loss_weight needs frames of at least {SSIMLoss.WINDOW}x"
+                            f"{SSIMLoss.WINDOW} (SSIM's window), got {self.frame_shape[-2]}x"
+                            f"{self.frame_shape[-1]}: pass --ssim_loss_weight 0 or a larger --image_size")
         return create_loss(self.loss, reduction=self.loss_reduction, ssim_weight=self.ssim_weight)
 
     def validate(self, net, dataset):
