@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -315,3 +316,31 @@ def test_convlstm_stack_probes_only_its_own_convolutions():
     assert sorted(seen) == sorted(conv_shapes(image_size=16, **args)[:-1]) == [(12, 16, 3, 4, 4),
                                                                                (24, 32, 3, 4, 4)]
     assert net.stack[0].conv_xh.use_unfold and not hasattr(net, "forecaster")
+
+
+def test_conv_probe_times_the_two_implementations_in_alternation(monkeypatch):
+    """The conv probe runs native and im2col one after the other, rep by rep, so a passing load
+    slows both alike; each gets its best time; a cache written by an older probe is not reused."""
+    import mindspore as ms
+    import mindspore.nn as nn
+    from src.model_utils import cpu_tuning, kernel_probe
+    calls = []
+
+    class FakeStep:
+        def __init__(self, conv, **kwargs):
+            self.unfold = bool(conv.use_unfold)
+
+        def compile(self, x):
+            pass
+
+        def __call__(self, x):
+            calls.append("unfold" if self.unfold else "native")
+            time.sleep(0.002)  # equal times: neither is "clearly slower", every rep runs
+            return None, (None, [ms.Tensor(0.0)])
+
+    monkeypatch.setattr(nn, "ForwardValueAndGrad", FakeStep)
+    times = kernel_probe.time_conv_impls([(2, 4, 8, 3, 8, 8)], budget_s=60, reps=3)
+    assert calls == ["native", "unfold"] * 4  # a warm-up and 3 timed reps of each, alternating
+    assert len(times) == 1 and len(times[0]) == 2 and all(t > 0 for t in times[0])
+    assert cpu_tuning._conv_key("AVX2", 32, (16, 128, 3, 8, 8)).startswith(
+        f"probe {cpu_tuning.CONV_PROBE_VERSION} | ")

@@ -347,9 +347,14 @@ class ConvImplPolicy:
         return text
 
 
+# in every conv cache key: probes of an older method are not reused (v2: the two implementations
+# timed in alternation, see kernel_probe.time_conv_impls)
+CONV_PROBE_VERSION = "v2"
+
+
 def _conv_key(isa, batch, shape):
     in_ch, out_ch, k, h, w = shape
-    return f"isa {isa} | batch {batch} | {in_ch}->{out_ch} k{k} {h}x{w}"
+    return f"probe {CONV_PROBE_VERSION} | isa {isa} | batch {batch} | {in_ch}->{out_ch} k{k} {h}x{w}"
 
 
 def conv_impl_policy(shapes, batch, setting="auto", device_target="CPU", log=print, measure=None,
