@@ -339,6 +339,8 @@ def test_conv_probe_times_the_two_implementations_in_alternation(monkeypatch):
             return None, (None, [ms.Tensor(0.0)])
 
     monkeypatch.setattr(nn, "ForwardValueAndGrad", FakeStep)
+    monkeypatch.setattr(ms, "set_device", lambda *a, **k: None)  # the probe's own process sets it
+    monkeypatch.setattr(ms, "set_context", lambda *a, **k: None)
     times = kernel_probe.time_conv_impls([(2, 4, 8, 3, 8, 8)], budget_s=60, reps=3)
     assert calls == ["native", "unfold"] * 4  # a warm-up and 3 timed reps of each, alternating
     assert len(times) == 1 and len(times[0]) == 2 and all(t > 0 for t in times[0])
