@@ -175,7 +175,7 @@ def torch_steps(cfg, warmup, steps, threads):
         peer, x, y, optimizer=cfg.optimizer, lr=cfg.lr, loss=cfg.loss, warmup=warmup, steps=steps,
         threads=threads, label_smoothing=cfg.label_smoothing,
         # the timed steps are the first ones: scheduled sampling (if any) still reads true frames
-        truth_prob=1.0 if getattr(cfg, "scheduled_sampling_steps", 0) else 0.0,
+        truth_prob=1.0 if getattr(cfg, "scheduled_sampling_steps", 0) else None,
         weight_decay=cfg.weight_decay,
         momentum=cfg.momentum, rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps,
         filter_bias_and_bn=cfg.filter_bias_and_bn)

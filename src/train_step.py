@@ -83,7 +83,8 @@ class ScheduledSamplingLoss(nn.Cell):
                                     name="scheduled_sampling_truth_prob", requires_grad=False)
 
     def construct(self, x, y):
-        logits = self.network(x, y, self.truth_prob)
+        # steps 0: the probability is always 0, so no random draw and blend per forecast step
+        logits = self.network(x, y, self.truth_prob if self.steps else None)
         return self.loss_fn(logits, self.network.training_targets(x, y))
 
     def prob_at(self, step):
