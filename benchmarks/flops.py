@@ -38,13 +38,13 @@ def tinydarknet_forward_flops(batch=1, image_size=224, num_classes=1000, in_chan
 def convlstm_forward_flops(batch=1, image_size=64, in_channels=1, patch_size=4,
                            hidden_channels=(128, 64, 64), input_kernel=5, state_kernel=5,
                            input_frames=10, output_frames=10, forecaster_input="none",
-                           structure="encoder_forecaster"):
+                           structure="encoder_forecaster", head_kernel=1):
     """Forward FLOPs of the ConvLSTM (``src.models.convlstm.ConvLSTM``), either structure.
 
     Every step of every layer runs its input-to-state and state-to-state convolutions (also the
     first encoder step, whose state is zero: the network computes it); the first forecaster
     layer has no input convolution (unless ``forecaster_input='prediction'``); every forecast
-    frame costs one 1x1 output convolution over the concatenated hidden states. The ``stack``
+    frame costs one output convolution (``head_kernel``, 1x1 in the paper) over the concatenated hidden states. The ``stack``
     runs its layers ``input_frames + output_frames - 1`` times (with inputs), and the head after
     every step in training: its training FLOPs count that head, its inference the ``output_frames``
     heads, so this returns the training forward (the benchmark's) for it.
@@ -59,7 +59,7 @@ def convlstm_forward_flops(batch=1, image_size=64, in_channels=1, patch_size=4,
         enc_step += conv_flops(batch, below, 4 * ch, input_kernel, size, size) + state
         fore_step += state + (conv_flops(batch, below, 4 * ch, input_kernel, size, size)
                               if layer or forecaster_input == "prediction" else 0)
-    head = conv_flops(batch, sum(hidden), patch_ch, 1, size, size)
+    head = conv_flops(batch, sum(hidden), patch_ch, head_kernel, size, size)
     if structure == "stack":
         return (input_frames + output_frames - 1) * (enc_step + head)
     return input_frames * enc_step + output_frames * (fore_step + head)
@@ -81,5 +81,5 @@ FORWARD_FLOPS = {
     "convlstm": lambda cfg: convlstm_forward_flops(
         1, cfg.image_size, cfg.in_channels, cfg.patch_size, tuple(cfg.hidden_channels),
         cfg.input_kernel, cfg.state_kernel, cfg.input_frames, cfg.output_frames,
-        cfg.forecaster_input, cfg.structure),
+        cfg.forecaster_input, cfg.structure, cfg.head_kernel),
 }

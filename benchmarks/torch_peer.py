@@ -106,7 +106,7 @@ class ConvLSTM(nn.Module):
 
     def __init__(self, in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), input_kernel=5,
                  state_kernel=5, output_frames=10, forecaster_input="none",
-                 structure="encoder_forecaster"):
+                 structure="encoder_forecaster", head_kernel=1):
         super().__init__()
         self.in_channels, self.patch_size = in_channels, patch_size
         self.feed_prediction = forecaster_input == "prediction"
@@ -125,7 +125,8 @@ class ConvLSTM(nn.Module):
             self.stack = nn.ModuleList(enc)
         else:
             self.encoder, self.forecaster = nn.ModuleList(enc), nn.ModuleList(fore)
-        self.head = nn.Conv2d(sum(self.hidden_channels), patch_ch, 1, bias=True)
+        self.head = nn.Conv2d(sum(self.hidden_channels), patch_ch, head_kernel,
+                              padding=head_kernel // 2, bias=True)
 
     def patchify(self, x):
         n, t, c, h, w = x.shape

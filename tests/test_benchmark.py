@@ -96,3 +96,7 @@ def test_convlstm_flops_count_every_convolution_of_every_step():
     assert len(shapes) == 3
     assert convlstm_forward_flops(input_frames=5, output_frames=3, forecaster_input="prediction",
                                   structure="stack", **args) == 7 * total(shapes)
+    shapes = conv_shapes(forecaster_input="prediction", structure="stack", head_kernel=3, **args)
+    assert shapes[-1] == (14, 16, 3, 8, 8)
+    assert convlstm_forward_flops(input_frames=5, output_frames=3, forecaster_input="prediction",
+                                  structure="stack", head_kernel=3, **args) == 7 * total(shapes)

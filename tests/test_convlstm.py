@@ -135,7 +135,8 @@ def test_unfold_matches_native_convolution():
 
 
 VARIANTS = [dict(), dict(forecaster_input="prediction"),
-            dict(forecaster_input="prediction", structure="stack")]
+            dict(forecaster_input="prediction", structure="stack"),
+            dict(forecaster_input="prediction", structure="stack", head_kernel=3)]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -336,6 +337,12 @@ def test_stack_has_one_set_of_layers_and_the_head():
     expected = (per_layer_parameters(16, 8, 3, 3) + per_layer_parameters(8, 6, 3, 3)
                 + (8 + 6) * 16 + 16)
     assert count_parameters(net) == expected
+    # a k x k head: (8 + 6) * 16 * k^2 weights and the 16 biases
+    assert count_parameters(stack(hidden_channels=(8, 6), head_kernel=3)) == \
+        expected + (8 + 6) * 16 * 8
+    for bad in (0, 2):
+        with pytest.raises(ValueError, match="head_kernel must be odd"):
+            stack(head_kernel=bad)
     with pytest.raises(ValueError, match="forecaster_input: prediction"):
         tiny(structure="stack")
     with pytest.raises(ValueError, match="structure"):

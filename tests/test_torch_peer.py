@@ -44,6 +44,7 @@ def ms_params(net, seed=0):
     ("convlstm", dict(TINY_CONVLSTM, hidden_channels=(6,), input_kernel=5)),
     ("convlstm", dict(TINY_CONVLSTM, forecaster_input="prediction")),
     ("convlstm", STACK),
+    ("convlstm", dict(STACK, head_kernel=3)),
 ])
 def test_parameter_counts_equal(name, kwargs):
     ms_net = create_model(name, **kwargs)
@@ -57,6 +58,7 @@ def test_parameter_counts_equal(name, kwargs):
     ("convlstm", dict(TINY_CONVLSTM, state_kernel=3), (2, 2, 1, 16, 16)),  # fused gate convolutions
     ("convlstm", dict(TINY_CONVLSTM, forecaster_input="prediction"), (2, 2, 1, 16, 16)),
     ("convlstm", STACK, (2, 2, 1, 16, 16)),
+    ("convlstm", dict(STACK, head_kernel=3), (2, 2, 1, 16, 16)),
 ])
 def test_same_weights_same_outputs(name, kwargs, shape):
     ms_net = create_model(name, **kwargs)

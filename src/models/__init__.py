@@ -60,14 +60,14 @@ def _convlstm_kwargs(cfg):
                 hidden_channels=tuple(cfg.hidden_channels), input_kernel=cfg.input_kernel,
                 state_kernel=cfg.state_kernel, input_frames=cfg.input_frames,
                 output_frames=cfg.output_frames, forecaster_input=cfg.forecaster_input,
-                structure=cfg.structure)
+                structure=cfg.structure, head_kernel=cfg.head_kernel)
 
 
 def _convlstm_convs(cfg):
     from src.models.convlstm import conv_shapes
     return conv_shapes(cfg.in_channels, cfg.patch_size, tuple(cfg.hidden_channels), cfg.input_kernel,
                        cfg.state_kernel, cfg.image_size, forecaster_input=cfg.forecaster_input,
-                       structure=cfg.structure)
+                       structure=cfg.structure, head_kernel=cfg.head_kernel)
 
 
 def _convert_convlstm(params, network):

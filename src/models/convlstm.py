@@ -41,7 +41,8 @@ Parameter count (one definition, which reproduces all five ConvLSTM rows of the 
   + 4*Ch           (gate biases bi, bf, bc, bo; one set per layer, also when Cin = 0)
   + 3*Ch           (peepholes wci, wcf, wco: one scalar per channel per gate)
 
-plus the output 1x1 convolution ``sum(Ch)*P + P`` with ``P = patch^2*C``. The encoder's first layer
+plus the output convolution ``sum(Ch)*P*Ko^2 + P`` with ``P = patch^2*C`` and head kernel ``Ko`` (1 in the
+paper: a 1x1 convolution). The encoder's first layer
 input is the 16-channel patched frame. Every gate has exactly one bias.
 
 Fused gates: when ``Kx == Kh`` a cell with an input computes ``Wx * x + Wh * h`` as ONE convolution
@@ -189,6 +190,8 @@ class ConvLSTM(nn.Cell):
             predictions).
         structure (str): ``'encoder_forecaster'`` (the paper) or ``'stack'`` (one stack that reads
             every frame and predicts the next; needs ``forecaster_input='prediction'``).
+        head_kernel (int): kernel of the output convolution over the hidden states (odd; 1 in
+            the paper). 3 lets each predicted patch be drawn from its neighbours' states too.
 
     Input: (N, T_in, C, H, W) float32 in [0, 1], H and W divisible by p.
     Output: (N, output_frames, C, H, W) logits; ``predict`` returns probabilities.
@@ -197,8 +200,10 @@ class ConvLSTM(nn.Cell):
     def __init__(self, in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), input_kernel=5,
                  state_kernel=5, input_frames=10, output_frames=10, use_unfold=False,
                  fuse_gates=True, conv_impl=None, image_size=None, forecaster_input="none",
-                 structure="encoder_forecaster"):
+                 structure="encoder_forecaster", head_kernel=1):
         super().__init__()
+        if head_kernel < 1 or head_kernel % 2 != 1:
+            raise ValueError(f"ConvLSTM: head_kernel must be odd and >= 1, got {head_kernel}")
         if forecaster_input not in FORECASTER_INPUTS:
             raise ValueError(f"ConvLSTM: forecaster_input must be one of {', '.join(FORECASTER_INPUTS)}, "
                              f"got {forecaster_input!r}")
@@ -247,8 +252,10 @@ class ConvLSTM(nn.Cell):
         else:
             self.encoder = nn.CellList(enc)
             self.forecaster = nn.CellList(fore)
-        self.head = Conv2d(sum(hidden_channels), patch_ch, 1, has_bias=True, padding=0,
-                                  weight_init=_weight_init())
+        self.head = Conv2d(sum(hidden_channels), patch_ch, head_kernel, has_bias=True,
+                           weight_init=_weight_init(),
+                           impl=conv_impl(sum(hidden_channels), patch_ch, head_kernel, size, size)
+                           if conv_impl and head_kernel > 1 else None)
 
     def patchify(self, x):
         """(N, T, C, H, W) -> (N, T, p*p*C, H/p, W/p); channel order (C, row-in-patch, col)."""
@@ -461,7 +468,7 @@ def _renamed(value, name):
 
 def conv_shapes(in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), input_kernel=5,
                 state_kernel=5, image_size=64, fuse_gates=True, forecaster_input="none",
-                structure="encoder_forecaster"):
+                structure="encoder_forecaster", head_kernel=1):
     """``(in_ch, out_ch, kernel, h, w)`` of every convolution (encoder, forecaster or the one
     stack, head), with the fused gate convolution over concat([x, h]) where
     :class:`ConvLSTMCell` fuses."""
@@ -480,4 +487,4 @@ def conv_shapes(in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), inpu
             if below:
                 shapes.append((below, 4 * hid, input_kernel, size, size))
             shapes.append((hid, 4 * hid, state_kernel, size, size))
-    return shapes + [(sum(hidden_channels), patch_ch, 1, size, size)]
+    return shapes + [(sum(hidden_channels), patch_ch, head_kernel, size, size)]
