@@ -169,7 +169,8 @@ def load_network(cfg, ckpt_file, export=False):
     if skipped:
         name, why = skipped[0]
         raise UserError(f"{ckpt_file} does not fit the network of {os.path.basename(cfg.config_path)} "
-                        f"({name}: {why}): use the config (e.g. num_classes) it was trained with")
+                        f"({name}: {why}): use the config it was trained with "
+                        f"({_shape_keys(cfg.model_name)})")
     net.set_train(False)
     meta["ckpt_file"] = ckpt_file
     return net, meta
@@ -188,9 +189,15 @@ def check_resume(path, params, cfg, network=None):
         if skipped:
             name, why = skipped[0]
             raise UserError(f"{path} does not fit the network of {os.path.basename(cfg.config_path)} "
-                            f"({name}: {why}): resume with the config (e.g. hidden_channels, "
-                            "num_classes) it was trained with")
+                            f"({name}: {why}): resume with the config it was trained with "
+                            f"({_shape_keys(cfg.model_name)})")
     return checkpoint_epoch(params)
+
+
+def _shape_keys(model_name):
+    """'keys that decide its shapes: a, b, c' for a model's config (an error's hint)."""
+    keys = get_model_spec(model_name).shape_keys
+    return "keys that decide its shapes: " + ", ".join(keys) if keys else "the same model keys"
 
 
 def load_matching_check(network, params, source="checkpoint"):

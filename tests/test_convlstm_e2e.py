@@ -137,6 +137,11 @@ def test_stack_trains_evaluates_exports_and_is_told_apart(mmnist_dir, tmp_path):
     rc, _, stderr = run("eval.py", "--config_path", CPU, "--data_path", mmnist_dir, *TINY_CONVLSTM,
                         "--structure", "encoder_forecaster", "--ckpt_file", ckpt)
     assert rc == 2 and len(stderr.strip().splitlines()) == 1, stderr[-2000:]
-    assert "does not fit the network" in stderr
+    assert "does not fit the network" in stderr and "structure, forecaster_input" in stderr
+    rc, _, stderr = run("eval.py", "--config_path", CPU, "--data_path", mmnist_dir, *TINY_CONVLSTM,
+                        "--structure", "stack", "--forecaster_input", "prediction", "--head_kernel", "1",
+                        "--ckpt_file", ckpt)
+    assert rc == 2 and len(stderr.strip().splitlines()) == 1, stderr[-2000:]
+    assert "head.weight" in stderr and "head_kernel" in stderr
     rc, _, stderr = run("train.py", *common, "--forecaster_input", "none", "--output_dir", out)
     assert rc == 2 and "forecaster_input: prediction" in stderr.strip().splitlines()[-1]

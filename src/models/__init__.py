@@ -25,6 +25,8 @@ class ModelSpec:
         input_shape: ``(cfg, batch_size) -> tuple``: the network input of one batch.
         convert_params: optional ``(params, network) -> params`` that maps a checkpoint written
             with an older parameter layout onto the current network (None: nothing to convert).
+        shape_keys: the config keys that decide parameter shapes (named by the error for a
+            checkpoint that does not fit the configured network).
     """
 
     build: Callable
@@ -34,6 +36,7 @@ class ModelSpec:
     conv_shapes: Callable
     input_shape: Callable
     convert_params: Optional[Callable] = None
+    shape_keys: Tuple[str, ...] = ()
 
 
 def _build_tinydarknet(**kwargs):
@@ -87,11 +90,14 @@ MODELS = {
     "tinydarknet": ModelSpec(
         build=_build_tinydarknet, task="classification", head_prefixes=("classifier.",),
         kwargs_from_config=lambda cfg: dict(num_classes=cfg.num_classes, in_channels=cfg.in_channels),
-        conv_shapes=_tinydarknet_convs, input_shape=_image_input),
+        conv_shapes=_tinydarknet_convs, input_shape=_image_input,
+        shape_keys=("num_classes", "in_channels")),
     "convlstm": ModelSpec(
         build=_build_convlstm, task="video_prediction", head_prefixes=("head.",),
         kwargs_from_config=_convlstm_kwargs,
-        conv_shapes=_convlstm_convs, input_shape=_video_input, convert_params=_convert_convlstm),
+        conv_shapes=_convlstm_convs, input_shape=_video_input, convert_params=_convert_convlstm,
+        shape_keys=("structure", "forecaster_input", "hidden_channels", "input_kernel",
+                    "state_kernel", "head_kernel", "patch_size", "in_channels")),
 }
 
 
