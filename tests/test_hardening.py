@@ -120,7 +120,7 @@ def test_saved_config_is_itself_a_valid_config(tmp_path):
     (CIFAR_CPU, "image_size", "8", ">= 16"),
     (IMAGENET_CPU, "min_crop_scale", "0", "(0, 1]"),
     (IMAGENET_CPU, "min_crop_scale", "1.5", "(0, 1]"),
-    (MMNIST_CPU, "image_size", "30", ">= 1 and multiple of patch_size, patch_size = 4"),
+    (MMNIST_CPU, "image_size", "30", ">= 1 and multiple of patch_size, patch_size = 8"),
     (MMNIST_CPU, "input_kernel", "4", ">= 1 and odd"),
     (MMNIST_CPU, "state_kernel", "0", ">= 1 and odd"),
     (MMNIST_CPU, "hidden_channels", "8,0", ">= 1"),
