@@ -1,5 +1,6 @@
-"""Training callbacks: zoo-style loss/time logs, a progress display, a loss history file, and
-validation during training (learning curve, keep-best checkpoint, early stopping)."""
+"""Training callbacks: zoo-style loss/time logs, a progress display, a loss history file,
+validation during training (learning curve, keep-best checkpoint, early stopping) and a budget of
+training minutes (the LR schedule runs over the minutes when they end before the steps)."""
 import json
 import os
 import sys
@@ -7,6 +8,8 @@ import time
 
 import numpy as np
 from mindspore.train import Callback
+
+from src.train_step import global_step
 
 
 def _loss_value(outputs):
@@ -30,7 +33,8 @@ class TrainMonitor(Callback):
         log_interval (int): steps between log lines (0: only the last step of each epoch).
         history_file (str): where to append ``{"epoch", "step", "loss", "lr"}`` records, or None.
         progress (bool): draw a progress bar (default: when stdout is a terminal).
-        lr_per_step (array): per-step learning rates, to log the current lr.
+        lr_per_step (array or callable): per-step learning rates, or ``f(global_step) -> lr``,
+            to log the current lr.
     """
 
     def __init__(self, steps_per_epoch, log_interval=50, history_file=None, progress=None,
@@ -68,7 +72,10 @@ class TrainMonitor(Callback):
                   "loss_scale, or check the data)", file=self.stream, flush=True)
             run_context.request_stop()
         global_step = (epoch - 1) * self.steps_per_epoch + step
-        lr = float(self.lr[min(global_step, len(self.lr)) - 1]) if self.lr is not None else None
+        if callable(self.lr):
+            lr = float(self.lr(global_step))
+        else:
+            lr = float(self.lr[min(global_step, len(self.lr)) - 1]) if self.lr is not None else None
         if self.history_file:
             with open(self.history_file, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"epoch": epoch, "step": step, "global_step": global_step,
@@ -109,7 +116,8 @@ class ValidationMonitor(Callback):
     keep_checkpoint_max rotation), stops training after ``patience`` evaluations in a row without
     a lower loss (0 = never), and at the end calls ``on_end()`` (e.g. draws the learning curve).
 
-    ``minutes`` counts training time only: the validation time is left out, so a curve reads in
+    A run stopped by another callback (a time budget) is validated at the end of the epoch it
+    stopped in. ``minutes`` counts training time only: the validation time is left out, so a curve reads in
     minutes of training. A resumed run appends to an existing ``records_file`` and continues its
     best loss and minutes.
 
@@ -160,7 +168,8 @@ class ValidationMonitor(Callback):
 
     def on_train_epoch_end(self, run_context):
         epoch = run_context.original_args().cur_epoch_num
-        if epoch % self.interval and epoch != self.total_epochs:
+        # a run that ends early (time budget, a non-finite loss) is validated where it stopped
+        if epoch % self.interval and epoch != self.total_epochs and not run_context.get_stop_requested():
             return
         minutes = self.training_minutes()
         began = time.time()
@@ -203,3 +212,71 @@ class ValidationMonitor(Callback):
     def on_train_end(self, run_context):
         if self.on_end and self.records_file and os.path.exists(self.records_file):
             self.on_end()
+
+
+class TimeBudget(Callback):
+    """At most ``budget_minutes`` minutes of training, with the LR schedule over whichever ends
+    first, the steps or the minutes.
+
+    Before each step the optimizer's learning rate is set to ``lr_per_step[i]`` with ``i`` the
+    larger of the step's index and ``minutes / budget_minutes x len(lr_per_step)``: a machine that
+    runs all the steps within the budget trains with the step schedule as configured; a slower one
+    is annealed by the deadline (cosine reaches its end), and training stops at the first step
+    that ends past the budget. The validation monitor then validates the network where it stopped.
+
+    Args:
+        budget_minutes (float): minutes of training, > 0.
+        lr_per_step (array): the configured per-step learning rates (``src.lr_scheduler``).
+        assign_lr (callable): ``assign_lr(float)`` sets the optimizer's learning rate.
+        minutes (callable): ``minutes() -> float`` minutes of training so far (the validation
+            monitor's clock, which leaves validation out); None = wall minutes since training began.
+        log (callable): the line printed when the budget ends (None: quiet).
+    """
+
+    def __init__(self, budget_minutes, lr_per_step, assign_lr, minutes=None, log=print,
+                 clock=time.time):
+        super().__init__()
+        if budget_minutes <= 0:
+            raise ValueError(f"time budget must be > 0 minutes, got {budget_minutes}")
+        self.budget = float(budget_minutes)
+        self.lr = np.asarray(lr_per_step, dtype=np.float64)
+        self.assign_lr = assign_lr
+        self.clock = clock
+        self.minutes = minutes or (lambda: (self.clock() - self.start) / 60.0)
+        self.log = log
+        self.start = self.clock()
+        self.assigned = False
+        self.current_lr = float(self.lr[0])
+        self.stopped = False
+
+    def position(self, step):
+        """Index into ``lr_per_step`` for the 0-based global ``step`` about to run."""
+        by_time = int(self.minutes() / self.budget * len(self.lr))
+        return min(max(step, by_time), len(self.lr) - 1)
+
+    def lr_of(self, _global_step=None):
+        """The learning rate the last step ran with (for the log)."""
+        return self.current_lr
+
+    def on_train_begin(self, run_context):
+        self.start = self.clock()
+
+    def on_train_step_begin(self, run_context):
+        step = global_step(run_context.original_args())
+        lr = float(self.lr[self.position(step)])
+        if lr != self.current_lr or not self.assigned:
+            self.assign_lr(lr)
+            self.assigned = True
+        self.current_lr = lr
+
+    def on_train_step_end(self, run_context):
+        minutes = self.minutes()
+        if minutes < self.budget:
+            return
+        cb = run_context.original_args()
+        self.stopped = True
+        if self.log:
+            self.log(f"time budget: {minutes:.2f} of {self.budget:g} minutes of training used at "
+                     f"epoch {cb.cur_epoch_num}, step {global_step(cb) + 1} of {len(self.lr)}; "
+                     "stopping")
+        run_context.request_stop()

@@ -13,9 +13,10 @@ import time
 import numpy as np
 import mindspore as ms
 import mindspore.dataset as ds
+import mindspore.ops as ops
 from mindspore.train import CheckpointConfig
 
-from src.callbacks import TrainMonitor, ValidationMonitor
+from src.callbacks import TimeBudget, TrainMonitor, ValidationMonitor
 from src.checkpoint import (CHECKPOINT_INFO, SafeModelCheckpoint, check_resume, checkpoint_meta,
                             read_checkpoint, remove_orphan_tmp, resume_state, trim_history)
 from src.data import create_dataset_from_config
@@ -56,8 +57,11 @@ def build_training(cfg, network, params, loss_fn, steps_per_epoch, amp_level, lo
                    milestones=cfg.milestones, gamma=cfg.lr_gamma, end_lr=cfg.end_lr,
                    power=cfg.poly_power)
 
+    # with a time budget the LR is one value that src.callbacks.TimeBudget sets before each step
+    opt_lr = float(lr[0]) if getattr(cfg, "time_budget_minutes", 0) > 0 else ms.Tensor(lr)
+
     def make_optimizer(scale):
-        return create_optimizer(cfg.optimizer, params, ms.Tensor(lr), weight_decay=cfg.weight_decay,
+        return create_optimizer(cfg.optimizer, params, opt_lr, weight_decay=cfg.weight_decay,
                                 momentum=cfg.momentum, loss_scale=scale,
                                 filter_bias_and_bn=cfg.filter_bias_and_bn,
                                 rmsprop_decay=cfg.rmsprop_decay, eps=cfg.opt_eps)
@@ -127,7 +131,14 @@ def train(cfg):
 
     # 6. callbacks: logs, loss history, checkpoints (rank 0 writes files)
     history = os.path.join(out_dir, "loss_history.jsonl") if is_main else None
-    callbacks = [TrainMonitor(steps_per_epoch, cfg.log_interval, history, lr_per_step=lr,
+    budget = None
+    if cfg.time_budget_minutes > 0:
+        budget = TimeBudget(cfg.time_budget_minutes, lr,
+                            lambda value: ops.assign(optimizer.learning_rate,
+                                                     ms.Tensor(value, ms.float32)),
+                            log=print if is_main else None)
+    callbacks = [TrainMonitor(steps_per_epoch, cfg.log_interval, history,
+                              lr_per_step=budget.lr_of if budget else lr,
                               progress=None if cfg.progress_bar == "auto" else cfg.progress_bar == "on")]
     callbacks += step_callbacks
     if is_main:
@@ -160,6 +171,14 @@ def train(cfg):
     validation = validation_monitor(cfg, task, network, out_dir, is_main, class_names)
     if validation:
         callbacks.insert(1, validation)
+    if budget:  # minutes of training as the learning curve counts them (validation left out)
+        if validation:
+            budget.minutes = validation.training_minutes
+        callbacks.insert(1, budget)
+        if is_main:
+            print(f"time budget: at most {cfg.time_budget_minutes:g} minutes of training; the LR "
+                  f"schedule runs over whichever ends first, the minutes or the "
+                  f"{len(lr)} steps", flush=True)
 
     # 7. train
     sink = cfg.dataset_sink_mode and cfg.device_target != "CPU"
@@ -173,7 +192,8 @@ def train(cfg):
             "rank": rank, "group_size": group_size, "network": network,
             "steps_per_epoch": steps_per_epoch,
             "best_checkpoint": validation.best_file if validation and validation.best_epoch else None,
-            "stopped_early": bool(validation and validation.stopped_early)}
+            "stopped_early": bool(validation and validation.stopped_early),
+            "stopped_by_time_budget": bool(budget and budget.stopped)}
 
 
 LEARNING_CURVE = "learning_curve.jsonl"

@@ -6,7 +6,9 @@ from mindspore import nn
 from mindspore.train import RunContext
 from mindspore.train.callback._callback import InternalCallbackParam
 
-from src.callbacks import ValidationMonitor
+import pytest
+
+from src.callbacks import TimeBudget, ValidationMonitor
 
 
 class Scripted:
@@ -78,3 +80,105 @@ def test_interval_last_epoch_no_patience_and_resume(tmp_path):
     run_epochs(resumed, [5])
     last = [json.loads(line) for line in open(records, encoding="utf-8")][-1]
     assert last["epoch"] == 5 and not last["best"] and last["minutes"] >= resumed.minutes_before
+
+
+class FakeClock:
+    """Seconds that advance only when told (no timing in tests)."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def drive_steps(callback, steps, seconds_per_step, clock, steps_per_epoch=100):
+    """Drive ``callback`` like Model.train for ``steps`` steps; returns the steps run."""
+    params = InternalCallbackParam()
+    params.cur_epoch_num, params.cur_step_num, params.batch_num = 1, 0, steps_per_epoch
+    ctx = RunContext(params)
+    callback.on_train_begin(ctx)
+    for i in range(steps):
+        params.cur_step_num = i + 1
+        params.cur_epoch_num = i // steps_per_epoch + 1
+        callback.on_train_step_begin(ctx)
+        clock.now += seconds_per_step
+        callback.on_train_step_end(ctx)
+        if ctx.get_stop_requested():
+            return i + 1
+    return steps
+
+
+def test_time_budget_follows_steps_when_time_suffices():
+    clock, assigned = FakeClock(), []
+    lr = np.linspace(1.0, 0.1, 10)
+    budget = TimeBudget(1.0, lr, assigned.append, log=None, clock=clock)
+    assert drive_steps(budget, 10, 3.0, clock) == 10  # 30 s of 60: never stops
+    assert np.allclose(assigned, lr)  # the step schedule as configured
+    assert not budget.stopped and budget.lr_of(7) == assigned[-1]
+
+
+def test_time_budget_anneals_by_the_deadline_and_stops():
+    clock, assigned, lines = FakeClock(), [], []
+    lr = np.linspace(1.0, 0.0, 100)  # 100 steps configured, but only 60 s at 10 s per step
+    budget = TimeBudget(1.0, lr, assigned.append, log=lines.append, clock=clock)
+    assert drive_steps(budget, 100, 10.0, clock) == 6
+    # before step k (0-based) k x 10 s have passed: position k x 10 / 60 x 100
+    assert np.allclose(assigned, [lr[int(k * 10 / 60 * 100)] for k in range(6)])
+    assert budget.stopped and "time budget: 1.00 of 1 minutes" in lines[0]
+    # a clock that leaves validation out (the validation monitor's) is used when given
+    minutes = [0.0]
+    budget = TimeBudget(2.0, lr, assigned.append, minutes=lambda: minutes[0], log=None, clock=clock)
+    assert budget.position(3) == 3
+    minutes[0] = 1.0
+    assert budget.position(3) == 50
+    minutes[0] = 5.0
+    assert budget.position(3) == 99
+    with pytest.raises(ValueError, match="> 0 minutes"):
+        TimeBudget(0, lr, assigned.append)
+
+
+def test_validation_runs_where_a_budget_stopped_training(tmp_path):
+    net = nn.Dense(2, 1)
+    records = str(tmp_path / "curve.jsonl")
+    monitor = ValidationMonitor(Scripted([2.0, 1.0]), net, interval=5, total_epochs=20,
+                                records_file=records, log=None)
+    params = InternalCallbackParam()
+    ctx = RunContext(params)
+    monitor.on_train_begin(ctx)
+    for epoch in (1, 2, 3):
+        params.cur_epoch_num = epoch
+        if epoch == 3:
+            ctx.request_stop()  # what TimeBudget does in a step of epoch 3
+        monitor.on_train_epoch_end(ctx)
+    assert [json.loads(line)["epoch"] for line in open(records, encoding="utf-8")] == [3]
+
+
+def test_time_budget_sets_the_learning_rate_of_a_compiled_step():
+    """The assigned LR reaches the optimizer of a GRAPH-mode training step: LR 0 from the
+    second step on leaves the weights where the first step put them."""
+    import mindspore.ops as ops
+    from mindspore.train import Model
+    import mindspore.dataset as ds
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(0)
+    net = nn.Dense(3, 1)
+    opt = nn.Momentum(net.trainable_params(), learning_rate=0.5, momentum=0.0)
+    model = Model(net, nn.MSELoss(), opt)
+    rng = np.random.default_rng(0)
+    data = ds.NumpySlicesDataset({"x": rng.normal(size=(12, 3)).astype(np.float32),
+                                  "y": rng.normal(size=(12, 1)).astype(np.float32)},
+                                 shuffle=False).batch(4)
+    snapshots = []
+
+    class Snapshot(ms.train.Callback):
+        def on_train_step_end(self, run_context):
+            snapshots.append(net.weight.asnumpy().copy())
+
+    budget = TimeBudget(60.0, [0.1, 0.0, 0.0],
+                        lambda v: ops.assign(opt.learning_rate, ms.Tensor(v, ms.float32)), log=None)
+    before = net.weight.asnumpy().copy()
+    model.train(1, data, callbacks=[budget, Snapshot()], dataset_sink_mode=False)
+    assert len(snapshots) == 3 and not np.allclose(snapshots[0], before)  # LR 0.1 moved it
+    assert np.allclose(snapshots[1], snapshots[0]) and np.allclose(snapshots[2], snapshots[0])
+    assert abs(float(opt.learning_rate.asnumpy()) - 0.0) < 1e-12

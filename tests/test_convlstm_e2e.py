@@ -79,6 +79,27 @@ def test_validation_keep_best_learning_curve_and_clipping(mmnist_dir, tmp_path):
     assert rc == 0, stderr[-2000:]
 
 
+def test_time_budget_stops_validates_and_keeps_best(mmnist_dir, tmp_path):
+    """A budget far below one step: training stops after the first step and validates there."""
+    out = str(tmp_path / "run")
+    rc, stdout, stderr = run("train.py", "--config_path", CPU, "--data_path", mmnist_dir,
+                             "--output_dir", out, *TINY_CONVLSTM, "--epoch_size", "4",
+                             "--eval_interval", "3", "--log_interval", "1",
+                             "--time_budget_minutes", "0.0001")
+    assert rc == 0, stderr[-2000:]
+    assert "time budget: at most 0.0001 minutes" in stdout
+    assert "minutes of training used at epoch 1, step 1 of 8; stopping" in stdout
+    assert "epoch: 1 step: 2" not in stdout and "epoch: 2 step" not in stdout
+    with open(os.path.join(out, "learning_curve.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    assert [r["epoch"] for r in records] == [1]  # validated where it stopped, not at epoch 3
+    assert os.path.exists(os.path.join(out, "best.ckpt"))
+    with open(os.path.join(out, "loss_history.jsonl"), encoding="utf-8") as f:
+        history = [json.loads(line) for line in f]
+    # the minutes, not the one step, set the LR: already annealed past the cosine's half
+    assert len(history) == 1 and history[0]["lr"] < 0.002
+
+
 def test_validation_needs_sequences(mmnist_dir, tmp_path):
     rc, _, stderr = run("train.py", "--config_path", CPU, "--data_path", mmnist_dir,
                         "--output_dir", str(tmp_path), *TINY_CONVLSTM, "--val_sequences", "0")
