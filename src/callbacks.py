@@ -195,6 +195,8 @@ class ValidationMonitor(Callback):
                      f"{self.best_epoch}), MSE {record.get('mse', float('nan')):.2f}, SSIM "
                      f"{record.get('ssim', float('nan')):.4f}; {minutes:.2f} min of training, "
                      f"validation took {time.time() - began:.1f} s")
+            if record.get("warning"):
+                self.log(f"warning: {record['warning']}")
         if self.patience and self.bad_evals >= self.patience:
             self.stopped_early = True
             if self.log:

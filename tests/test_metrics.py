@@ -85,3 +85,17 @@ def test_topk_accuracy():
     assert topk_accuracy(logits, labels, 2) == pytest.approx(0.75)
     assert topk_accuracy(logits, labels, 3) == pytest.approx(1.0)
     assert topk_accuracy(logits, labels, 10) == pytest.approx(1.0)
+
+
+def test_a_model_that_predicts_blank_frames_is_flagged():
+    from src.tasks.video_prediction import VideoEvaluator
+    rng = np.random.default_rng(0)
+    inputs = rng.random((2, 3, 1, 16, 16), dtype=np.float32)
+    targets = (rng.random((2, 3, 1, 16, 16)) > 0.8).astype(np.float32)
+    collapsed, working = VideoEvaluator(), VideoEvaluator()
+    collapsed.update(inputs, np.full(targets.shape, -12.0, np.float32), targets)
+    working.update(inputs, np.where(targets > 0, 3.0, -3.0).astype(np.float32), targets)
+    result = collapsed.result()
+    assert "predicts blank frames" in result["warning"] and "--loss bce" in result["warning"]
+    assert result["model"]["mse"] == pytest.approx(result["blank_frames"]["mse"], rel=1e-3)
+    assert "warning" not in working.result() and working.result()["max_prediction"] > 0.9

@@ -10,6 +10,7 @@ from src.offline import DATA_DIR, TARGET_DIR, read_bin, result_files, write_bin
 from src.tasks.base import Task
 
 BASELINES = ("copy_last_frame", "blank_frames")
+BLANK_PREDICTION = 0.1  # a model whose every predicted pixel is below this predicts blank frames
 
 
 def sigmoid(logits):
@@ -28,6 +29,7 @@ class VideoEvaluator:
         self.with_inputs = True
         self.num_pictures = num_pictures
         self.pictures = []
+        self.max_prediction = 0.0
 
     @property
     def num_samples(self):
@@ -35,6 +37,7 @@ class VideoEvaluator:
 
     def update(self, inputs, logits, targets):
         pred = sigmoid(logits)
+        self.max_prediction = max(self.max_prediction, float(pred.max()))
         self.model.update(pred, targets)
         self.blank.update(np.zeros_like(targets), targets)
         self.with_inputs = self.with_inputs and inputs is not None
@@ -52,6 +55,12 @@ class VideoEvaluator:
             result["copy_last_frame"] = self.copy_last.result()
         result["blank_frames"] = self.blank.result()
         result["num_samples"] = self.num_samples
+        result["max_prediction"] = self.max_prediction
+        if self.num_samples and self.max_prediction < BLANK_PREDICTION:
+            result["warning"] = (f"the model predicts blank frames (no pixel above "
+                                 f"{self.max_prediction:.3f}): it has collapsed to the blank-frame "
+                                 "baseline; with loss mse (sigmoid + squared error saturates) train "
+                                 "with --loss bce, or lower --lr")
         return result
 
 
@@ -125,6 +134,8 @@ class VideoPredictionTask(Task):
             if name in result:
                 record[name] = {k: result[name][k] for k in keys}
         record["num_samples"] = result["num_samples"]
+        if "warning" in result:
+            record["warning"] = result["warning"]
         return loss, record
 
     def save_learning_curve(self, records_file, path):
@@ -157,6 +168,8 @@ class VideoPredictionTask(Task):
         ckpt = f"; ckpt={result['ckpt_file']}" if "ckpt_file" in result else ""
         lines.append(f"({result['num_samples']} sequences; MSE/MAE per frame summed over pixels in "
                      f"[0,1]{ckpt})")
+        if "warning" in result:
+            lines.append(f"warning: {result['warning']}")
         return "\n".join(lines)
 
     def target_writer(self, result_path):
