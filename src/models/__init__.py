@@ -27,6 +27,9 @@ class ModelSpec:
             with an older parameter layout onto the current network (None: nothing to convert).
         shape_keys: the config keys that decide parameter shapes (named by the error for a
             checkpoint that does not fit the configured network).
+        runtime_kwargs: optional ``(cfg, log) -> dict`` of kernel choices that change speed, not
+            values or parameters, for networks that train or evaluate here (export leaves them
+            out: exported graphs hold portable ops only).
     """
 
     build: Callable
@@ -37,6 +40,7 @@ class ModelSpec:
     input_shape: Callable
     convert_params: Optional[Callable] = None
     shape_keys: Tuple[str, ...] = ()
+    runtime_kwargs: Optional[Callable] = None
 
 
 def _build_tinydarknet(**kwargs):
@@ -78,6 +82,11 @@ def _convert_convlstm(params, network):
     return convert_legacy_params(params, network)
 
 
+def _convlstm_runtime(cfg, log):
+    from src.models.lstm_gates import gate_impl_policy
+    return {"gate_impl": gate_impl_policy(cfg.gate_impl, cfg.device_target, log=log)}
+
+
 def _image_input(cfg, batch_size):
     return (batch_size, cfg.in_channels, cfg.image_size, cfg.image_size)
 
@@ -97,7 +106,8 @@ MODELS = {
         kwargs_from_config=_convlstm_kwargs,
         conv_shapes=_convlstm_convs, input_shape=_video_input, convert_params=_convert_convlstm,
         shape_keys=("structure", "forecaster_input", "hidden_channels", "input_kernel",
-                    "state_kernel", "head_kernel", "patch_size", "in_channels")),
+                    "state_kernel", "head_kernel", "patch_size", "in_channels"),
+        runtime_kwargs=_convlstm_runtime),
 }
 
 
@@ -126,10 +136,14 @@ def conv_policy(cfg, batch_size=None, log=print):
 
 def model_kwargs(cfg, export=False, batch_size=None, log=print):
     """Network arguments from a config, with the per-layer convolution choice of
-    :func:`conv_policy`. ``export=True`` builds native convolutions only (exportable)."""
-    kwargs = get_model_spec(cfg.model_name).kwargs_from_config(cfg)
+    :func:`conv_policy` and the model's other kernel choices (``ModelSpec.runtime_kwargs``).
+    ``export=True`` builds native ops only (exportable)."""
+    spec = get_model_spec(cfg.model_name)
+    kwargs = spec.kwargs_from_config(cfg)
     if export:
         return dict(kwargs, use_unfold=False)
+    if spec.runtime_kwargs:
+        kwargs.update(spec.runtime_kwargs(cfg, log))
     return dict(kwargs, conv_impl=conv_policy(cfg, batch_size, log), image_size=cfg.image_size)
 
 

@@ -71,6 +71,7 @@ from src.models.layers import Conv2d
 
 FORECASTER_INPUTS = ("none", "prediction")
 STRUCTURES = ("encoder_forecaster", "stack")
+GATE_IMPLS = ("native", "fused")
 
 
 def _weight_init():
@@ -97,14 +98,25 @@ class ConvLSTMCell(nn.Cell):
         x_impl, h_impl (str or None): ``'native'`` / ``'unfold'`` for the input-to-state and the
             state-to-state convolution (see ``layers.Conv2d``); the fused convolution uses
             ``x_impl``. When given they replace ``use_unfold``.
+        gate_impl (str): ``'native'``: the gate math below as MindSpore ops (any device,
+            exportable); ``'fused'``: one CPU kernel per direction (``src.models.lstm_gates``;
+            same values to ~1e-5, training on CPU only).
 
     ``construct(x, h, c)`` -> ``(h', c')``; ``x`` is ignored (pass ``None``) when in_channels=0.
     Gate order inside the ``4*hidden`` conv output channels: i, f, c~, o.
     """
 
     def __init__(self, in_channels, hidden_channels, input_kernel, state_kernel, use_unfold=False,
-                 forget_bias=1.0, fuse_gates=True, x_impl=None, h_impl=None):
+                 forget_bias=1.0, fuse_gates=True, x_impl=None, h_impl=None, gate_impl="native"):
         super().__init__()
+        if gate_impl not in GATE_IMPLS:
+            raise ValueError(f"ConvLSTMCell: gate_impl must be one of {', '.join(GATE_IMPLS)}, "
+                             f"got {gate_impl!r}")
+        if gate_impl == "fused":
+            from src.models.lstm_gates import lstm_gates_op
+            self.gate_op = lstm_gates_op()
+        else:
+            self.gate_op = None
         for k in (input_kernel, state_kernel):
             if k % 2 != 1:
                 raise ValueError(f"ConvLSTMCell kernel sizes must be odd, got {k}")
@@ -156,6 +168,8 @@ class ConvLSTMCell(nn.Cell):
             z = self.conv_x(x) + self.conv_h(h)
         else:
             z = self.conv_h(h)
+        if self.gate_op is not None:
+            return self.gate_op(z, c, w_ci, w_cf, w_co)
         zi, zf, zg, zo = ops.split(z, self.hidden_channels, axis=1)
         i = ops.sigmoid(zi + w_ci * c)
         f = ops.sigmoid(zf + w_cf * c)
@@ -192,6 +206,7 @@ class ConvLSTM(nn.Cell):
             every frame and predicts the next; needs ``forecaster_input='prediction'``).
         head_kernel (int): kernel of the output convolution over the hidden states (odd; 1 in
             the paper). 3 lets each predicted patch be drawn from its neighbours' states too.
+        gate_impl (str): ``'native'`` or ``'fused'`` gate math in every cell (``ConvLSTMCell``).
 
     Input: (N, T_in, C, H, W) float32 in [0, 1], H and W divisible by p.
     Output: (N, output_frames, C, H, W) logits; ``predict`` returns probabilities.
@@ -200,7 +215,7 @@ class ConvLSTM(nn.Cell):
     def __init__(self, in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), input_kernel=5,
                  state_kernel=5, input_frames=10, output_frames=10, use_unfold=False,
                  fuse_gates=True, conv_impl=None, image_size=None, forecaster_input="none",
-                 structure="encoder_forecaster", head_kernel=1):
+                 structure="encoder_forecaster", head_kernel=1, gate_impl="native"):
         super().__init__()
         if head_kernel < 1 or head_kernel % 2 != 1:
             raise ValueError(f"ConvLSTM: head_kernel must be odd and >= 1, got {head_kernel}")
@@ -238,7 +253,8 @@ class ConvLSTM(nn.Cell):
             else:
                 x_impl, h_impl = impl(cin, input_kernel), impl(hid, state_kernel)
             return ConvLSTMCell(cin, hid, input_kernel, state_kernel, use_unfold,
-                                fuse_gates=fuse_gates, x_impl=x_impl, h_impl=h_impl)
+                                fuse_gates=fuse_gates, x_impl=x_impl, h_impl=h_impl,
+                                gate_impl=gate_impl)
 
         enc, fore = [], []
         for layer, hid in enumerate(hidden_channels):

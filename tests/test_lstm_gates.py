@@ -1,0 +1,172 @@
+"""The fused ConvLSTM gate kernels (src/models/lstm_gates.*): same values and gradients as the
+native gate math, NaN kept, the network's outputs unchanged, and the auto / native / fused choice."""
+import os
+import shutil
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn, ops
+
+from src.models import lstm_gates
+from src.models.convlstm import ConvLSTM, ConvLSTMCell
+from src.model_utils.errors import UserError
+
+needs_compiler = pytest.mark.skipif(not shutil.which(os.environ.get("CXX") or "g++"),
+                                    reason="no C++ compiler to build the kernels")
+
+
+def native_gates(z, c, w_ci, w_cf, w_co):
+    zi, zf, zg, zo = ops.split(z, z.shape[1] // 4, axis=1)
+    i = ops.sigmoid(zi + w_ci * c)
+    f = ops.sigmoid(zf + w_cf * c)
+    c_new = f * c + i * ops.tanh(zg)
+    o = ops.sigmoid(zo + w_co * c_new)
+    return o * ops.tanh(c_new), c_new
+
+
+def values_and_grads(gates, args, dh, dc):
+    def loss(*a):
+        h, c = gates(*a)
+        return (h * dh).sum() + (c * dc).sum()
+    out = gates(*args)
+    grads = ms.grad(loss, grad_position=tuple(range(5)))(*args)
+    return [o.asnumpy() for o in out] + [g.asnumpy() for g in grads]
+
+
+def reference_gates(z, c, w_ci, w_cf, w_co):
+    """The gate math in float64 numpy."""
+    zi, zf, zg, zo = np.split(z, 4, axis=1)
+    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+    i, f = sig(zi + w_ci * c), sig(zf + w_cf * c)
+    c_new = f * c + i * np.tanh(zg)
+    return sig(zo + w_co * c_new) * np.tanh(c_new), c_new
+
+
+def reference_grads(args, dh, dc, eps=1e-6):
+    """Gradients of sum(h' dh + c' dc) by central differences of the float64 reference."""
+    def loss(a):
+        h, c = reference_gates(*a)
+        return float((h * dh).sum() + (c * dc).sum())
+    grads = []
+    for k, arg in enumerate(args):
+        grad = np.zeros_like(arg)
+        for idx in np.ndindex(arg.shape):
+            plus = [a.copy() for a in args]
+            minus = [a.copy() for a in args]
+            plus[k][idx] += eps
+            minus[k][idx] -= eps
+            grad[idx] = (loss(plus) - loss(minus)) / (2 * eps)
+        grads.append(grad)
+    return grads
+
+
+@needs_compiler
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 8, 2, 2), (3, 5, 6)])
+def test_fused_gates_match_the_float64_math_and_the_native_ops(shape):
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    rng = np.random.default_rng(sum(shape))
+    n, ch, *rest = shape
+    state = (n, ch, *rest)
+    args = [3 * rng.normal(size=(n, 4 * ch, *rest))] + [rng.normal(size=state) for _ in range(4)]
+    dh, dc = rng.normal(size=state), rng.normal(size=state)
+    want = list(reference_gates(*args)) + reference_grads(args, dh, dc)
+    tensors = [ms.Tensor(a.astype(np.float32)) for a in args]
+    dh32, dc32 = ms.Tensor(dh.astype(np.float32)), ms.Tensor(dc.astype(np.float32))
+    op = lstm_gates.lstm_gates_op()
+    fused = values_and_grads(lambda *a: op(*a), tensors, dh32, dc32)
+    native = values_and_grads(native_gates, tensors, dh32, dc32)
+    for got, ref, theirs in zip(fused, want, native):
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=0, atol=2e-6)  # float32 rounding
+        # MindSpore's CPU sigmoid / tanh approximate: ~1e-4 off the float64 values
+        np.testing.assert_allclose(theirs, got, rtol=0, atol=1e-3)
+
+
+@needs_compiler
+def test_fused_gates_keep_nan_and_saturate_without_overflow():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    z = np.zeros((1, 4, 1, 3), np.float32)
+    z[0, :, 0, 0] = np.nan
+    z[0, :, 0, 1] = 1e30
+    z[0, :, 0, 2] = -1e30
+    c = np.ones((1, 1, 1, 3), np.float32)
+    w = ms.Tensor(np.zeros_like(c))
+    h, c_new = lstm_gates.lstm_gates_op()(ms.Tensor(z), ms.Tensor(c), w, w, w)
+    h = h.asnumpy().ravel()
+    assert np.isnan(h[0])  # a diverged run must still show it
+    # all gates open: c' = 1 + 1, h' = tanh(2); all shut: c' = 0, h' = 0
+    np.testing.assert_allclose(h[1:], [np.tanh(2.0), 0.0], atol=1e-6)
+    np.testing.assert_allclose(c_new.asnumpy().ravel()[1:], [2.0, 0.0], atol=1e-6)
+
+
+class MeanSquare(nn.Cell):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def construct(self, x):
+        return (self.net(x) ** 2).mean()
+
+
+@needs_compiler
+def test_a_fused_network_trains_like_the_native_one():
+    """Same parameters, outputs and parameter gradients in GRAPH mode (a stack with peepholes,
+    fused gate convolution and a cell without input in the encoder-forecaster)."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(0)
+    x = ms.Tensor(rng.random((2, 3, 1, 16, 16)).astype(np.float32))
+    for kwargs in (dict(structure="stack", forecaster_input="prediction"),
+                   dict(structure="encoder_forecaster")):
+        nets = []
+        for impl in ("native", "fused"):
+            ms.set_seed(3)
+            nets.append(ConvLSTM(1, 4, (6, 5), 3, 3, input_frames=3, output_frames=2,
+                                 gate_impl=impl, **kwargs))
+        native, fused = nets
+        fused_params = {p.name: p for p in fused.trainable_params()}
+        assert sorted(fused_params) == sorted(p.name for p in native.trainable_params())
+        for p in native.trainable_params():  # peepholes too: non-zero, so they are exercised
+            value = rng.normal(scale=0.3, size=p.shape).astype(np.float32)
+            p.set_data(ms.Tensor(value))
+            fused_params[p.name].set_data(ms.Tensor(value))
+        results = []
+        for net in (native, fused):
+            grads = ms.grad(MeanSquare(net), grad_position=None, weights=net.trainable_params())(x)
+            results.append((net(x).asnumpy(), [g.asnumpy() for g in grads]))
+        np.testing.assert_allclose(results[1][0], results[0][0], rtol=1e-4, atol=1e-5)
+        for got, want in zip(results[1][1], results[0][1]):
+            np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
+
+
+def test_gate_choice(monkeypatch):
+    logs = []
+    assert lstm_gates.gate_impl_policy("native", "CPU", log=logs.append) == "native"
+    assert lstm_gates.gate_impl_policy("auto", "GPU", log=logs.append) == "native"
+    with pytest.raises(UserError, match="CPU only.*--gate_impl auto or native"):
+        lstm_gates.gate_impl_policy("fused", "Ascend")
+    # no compiler: auto falls back and says why; fused is a one-line error naming the fix
+    monkeypatch.setitem(lstm_gates._state, "available", (False, "no C++ compiler (g++) on PATH"))
+    assert lstm_gates.gate_impl_policy("auto", "CPU", log=logs.append) == "native"
+    assert logs[-1] == "gate_impl auto: native LSTM gate math (no C++ compiler (g++) on PATH)"
+    with pytest.raises(UserError, match="install g\\+\\+ or pass --gate_impl native"):
+        lstm_gates.gate_impl_policy("fused", "CPU")
+    monkeypatch.setitem(lstm_gates._state, "available", (True, "/cache/lstm_gates-x.so"))
+    assert lstm_gates.gate_impl_policy("auto", "CPU", log=logs.append) == "fused"
+    assert logs[-1] == "gate_impl auto: fused LSTM gate math (lstm_gates-x.so)"
+    monkeypatch.setenv("ZOO_GATE_IMPL", "native")  # the environment overrides the config
+    assert lstm_gates.gate_impl_policy("auto", "CPU", log=None) == "native"
+    monkeypatch.setenv("ZOO_GATE_IMPL", "fast")
+    with pytest.raises(UserError, match="ZOO_GATE_IMPL must be one of auto, native, fused"):
+        lstm_gates.gate_impl_policy("auto", "CPU")
+
+
+def test_no_compiler_is_reported_and_export_builds_native(monkeypatch, tmp_path):
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    assert lstm_gates.build() == (None, f"no C++ compiler ({tmp_path / 'no-such-compiler'}) on PATH")
+    from src.model_utils.config import get_config
+    from src.models import model_kwargs
+    cfg = get_config(["--config_path", "config/mmnist_config_cpu.yaml"])
+    assert "gate_impl" not in model_kwargs(cfg, export=True)  # exported graphs: native ops
+    with pytest.raises(ValueError, match="gate_impl must be one of native, fused"):
+        ConvLSTMCell(4, 4, 3, 3, gate_impl="auto")
