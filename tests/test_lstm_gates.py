@@ -142,23 +142,20 @@ def test_a_fused_network_trains_like_the_native_one():
 def test_gate_choice(monkeypatch):
     logs = []
     assert lstm_gates.gate_impl_policy("native", "CPU", log=logs.append) == "native"
-    assert lstm_gates.gate_impl_policy("auto", "GPU", log=logs.append) == "native"
-    with pytest.raises(UserError, match="CPU only.*--gate_impl auto or native"):
+    with pytest.raises(UserError, match="CPU only.*--gate_impl native"):
         lstm_gates.gate_impl_policy("fused", "Ascend")
-    # no compiler: auto falls back and says why; fused is a one-line error naming the fix
+    # no compiler: fused is a one-line error naming the fix
     monkeypatch.setitem(lstm_gates._state, "available", (False, "no C++ compiler (g++) on PATH"))
-    assert lstm_gates.gate_impl_policy("auto", "CPU", log=logs.append) == "native"
-    assert logs[-1] == "gate_impl auto: native LSTM gate math (no C++ compiler (g++) on PATH)"
-    with pytest.raises(UserError, match="install g\\+\\+ or pass --gate_impl native"):
+    with pytest.raises(UserError, match="no C\\+\\+ compiler.*install g\\+\\+ or pass --gate_impl native"):
         lstm_gates.gate_impl_policy("fused", "CPU")
     monkeypatch.setitem(lstm_gates._state, "available", (True, "/cache/lstm_gates-x.so"))
-    assert lstm_gates.gate_impl_policy("auto", "CPU", log=logs.append) == "fused"
-    assert logs[-1] == "gate_impl auto: fused LSTM gate math (lstm_gates-x.so)"
+    assert lstm_gates.gate_impl_policy("fused", "CPU", log=logs.append) == "fused"
+    assert logs == ["gate_impl fused: LSTM gate math in lstm_gates-x.so"]
     monkeypatch.setenv("ZOO_GATE_IMPL", "native")  # the environment overrides the config
-    assert lstm_gates.gate_impl_policy("auto", "CPU", log=None) == "native"
+    assert lstm_gates.gate_impl_policy("fused", "CPU", log=None) == "native"
     monkeypatch.setenv("ZOO_GATE_IMPL", "fast")
-    with pytest.raises(UserError, match="ZOO_GATE_IMPL must be one of auto, native, fused"):
-        lstm_gates.gate_impl_policy("auto", "CPU")
+    with pytest.raises(UserError, match="ZOO_GATE_IMPL must be one of native, fused"):
+        lstm_gates.gate_impl_policy("native", "CPU")
 
 
 def test_no_compiler_is_reported_and_export_builds_native(monkeypatch, tmp_path):
@@ -169,4 +166,19 @@ def test_no_compiler_is_reported_and_export_builds_native(monkeypatch, tmp_path)
     cfg = get_config(["--config_path", "config/mmnist_config_cpu.yaml"])
     assert "gate_impl" not in model_kwargs(cfg, export=True)  # exported graphs: native ops
     with pytest.raises(ValueError, match="gate_impl must be one of native, fused"):
-        ConvLSTMCell(4, 4, 3, 3, gate_impl="auto")
+        ConvLSTMCell(4, 4, 3, 3, gate_impl="fast")
+
+
+@needs_compiler
+def test_train_py_with_fused_gates(mmnist_dir, tmp_path):
+    import subprocess
+    import sys
+    from conftest import ROOT, TINY_CONVLSTM
+    out = subprocess.run([sys.executable, "train.py", "--config_path",
+                          os.path.join(ROOT, "config", "mmnist_config_cpu.yaml"), "--data_path",
+                          mmnist_dir, "--output_dir", str(tmp_path / "run"), *TINY_CONVLSTM,
+                          "--epoch_size", "1", "--gate_impl", "fused"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "gate_impl fused: LSTM gate math in lstm_gates-" in out.stdout
+    assert "epoch: 1 step: 2, loss is" in out.stdout
