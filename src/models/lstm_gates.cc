@@ -55,6 +55,22 @@ bool state_layout(int ndim, const int64_t *z_shape, const int64_t *c_shape, int6
   return true;
 }
 
+struct Gates {
+  float i, f, g, cn, o, tc;  // input, forget, candidate, new cell state, output, tanh(c')
+};
+
+inline Gates gates(float zi, float zf, float zg, float zo, float cp, float wi, float wf,
+                   float wo) {
+  Gates v;
+  v.i = sigmoid(zi + wi * cp);
+  v.f = sigmoid(zf + wf * cp);
+  v.g = tanh_(zg);
+  v.cn = v.f * cp + v.i * v.g;
+  v.o = sigmoid(zo + wo * v.cn);
+  v.tc = tanh_(v.cn);
+  return v;
+}
+
 // one image's state: the four gate blocks of z, each ``count`` values long
 void forward_block(int64_t count, const float *__restrict zi, const float *__restrict zf,
                    const float *__restrict zg, const float *__restrict zo,
@@ -62,14 +78,9 @@ void forward_block(int64_t count, const float *__restrict zi, const float *__res
                    const float *__restrict wf, const float *__restrict wo, float *__restrict h_out,
                    float *__restrict c_out) {
   for (int64_t k = 0; k < count; ++k) {
-    const float cp = c[k];
-    const float i = sigmoid(zi[k] + wi[k] * cp);
-    const float f = sigmoid(zf[k] + wf[k] * cp);
-    const float g = tanh_(zg[k]);
-    const float cn = f * cp + i * g;
-    const float o = sigmoid(zo[k] + wo[k] * cn);
-    c_out[k] = cn;
-    h_out[k] = o * tanh_(cn);
+    const Gates v = gates(zi[k], zf[k], zg[k], zo[k], c[k], wi[k], wf[k], wo[k]);
+    c_out[k] = v.cn;
+    h_out[k] = v.o * v.tc;
   }
 }
 
@@ -83,12 +94,8 @@ void backward_block(int64_t count, const float *__restrict zi, const float *__re
                     float *__restrict dwi, float *__restrict dwf, float *__restrict dwo) {
   for (int64_t k = 0; k < count; ++k) {
     const float cp = c[k];
-    const float i = sigmoid(zi[k] + wi[k] * cp);
-    const float f = sigmoid(zf[k] + wf[k] * cp);
-    const float g = tanh_(zg[k]);
-    const float cn = f * cp + i * g;
-    const float o = sigmoid(zo[k] + wo[k] * cn);
-    const float tc = tanh_(cn);
+    const Gates v = gates(zi[k], zf[k], zg[k], zo[k], cp, wi[k], wf[k], wo[k]);
+    const float i = v.i, f = v.f, g = v.g, cn = v.cn, o = v.o, tc = v.tc;
     // h' = o * tanh(c'): through o and through c'
     const float dzo = dh[k] * tc * o * (1.0f - o);
     const float dcn = dc_in[k] + dh[k] * o * (1.0f - tc * tc) + dzo * wo[k];
