@@ -100,3 +100,19 @@ def test_convlstm_flops_count_every_convolution_of_every_step():
     assert shapes[-1] == (14, 16, 3, 8, 8)
     assert convlstm_forward_flops(input_frames=5, output_frames=3, forecaster_input="prediction",
                                   structure="stack", head_kernel=3, **args) == 7 * total(shapes)
+
+
+def test_profile_summary_counts_overlap_and_gaps(tmp_path):
+    """Two kernels overlapping for 1 ms, then a 2 ms gap, then one more kernel (2 steps)."""
+    from benchmarks.profile_step import read_timestamps, summarize
+    trace = tmp_path / "cpu_op_execute_timestamp_0.txt"
+    ms_ = 1_000_000
+    trace.write_text(f"Default/a/Conv2D-op1;HostCpuOps;{0},3.0,0 {10 * ms_},1.0,0 \n"
+                     f"Default/b/Mul-op7;HostCpuOps;{2 * ms_},2.0,0 \n")
+    spans = read_timestamps(str(trace))
+    assert len(spans) == 3
+    r = summarize(spans, steps=2)
+    # wall 0..11 ms; busy 0..4 and 10..11 = 5 ms; overlap 2..3 = 1 ms; gaps 6 ms; per step / 2
+    assert r["wall_ms"] == 5.5 and r["busy_ms"] == 2.5 and r["overlap_ms"] == 0.5
+    assert r["gap_ms"] == 3.0 and r["kernel_sum_ms"] == 3.0 and r["kernels_per_step"] == 1.5
+    assert r["by_type"] == {"Conv2D": 2.0, "Mul": 1.0}
