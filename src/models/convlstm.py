@@ -67,11 +67,11 @@ from mindspore import Parameter, Tensor
 from mindspore.common.initializer import HeUniform, initializer
 
 from src.models.layers import Conv2d
+from src.models.lstm_gates import GATE_IMPLS
 
 
 FORECASTER_INPUTS = ("none", "prediction")
 STRUCTURES = ("encoder_forecaster", "stack")
-GATE_IMPLS = ("native", "fused")
 
 
 def _weight_init():
@@ -100,7 +100,7 @@ class ConvLSTMCell(nn.Cell):
             ``x_impl``. When given they replace ``use_unfold``.
         gate_impl (str): ``'native'``: the gate math below as MindSpore ops (any device,
             exportable); ``'fused'``: one CPU kernel per direction (``src.models.lstm_gates``;
-            same values to ~1e-5, training on CPU only).
+            ~1e-4 from native and closer to float64; CPU only).
 
     ``construct(x, h, c)`` -> ``(h', c')``; ``x`` is ignored (pass ``None``) when in_channels=0.
     Gate order inside the ``4*hidden`` conv output channels: i, f, c~, o.

@@ -46,13 +46,18 @@ int64_t numel(int ndim, const int64_t *shape) {
   return n;
 }
 
-bool state_layout(int ndim, const int64_t *z_shape, const int64_t *c_shape, int64_t *batch,
-                  int64_t *per_gate) {
-  // z (N, 4C, ...) and c (N, C, ...): per_gate = C x spatial, the stride between gate blocks
-  if (ndim < 2 || z_shape[0] != c_shape[0] || z_shape[1] != 4 * c_shape[1]) return false;
+// the checks of both entry points: ``nparam`` as expected (1 if not), z (N, 4C, ...) and
+// c (N, C, ...) of one rank (2 if not); per_gate = C x spatial, the stride between gate blocks
+int state_layout(int nparam, int expected, const int *ndims, int64_t *const *shapes,
+                 int64_t *batch, int64_t *per_gate) {
+  if (nparam != expected) return 1;
+  const int64_t *z_shape = shapes[0], *c_shape = shapes[1];
+  if (ndims[0] != ndims[1] || ndims[0] < 2 || z_shape[0] != c_shape[0] ||
+      z_shape[1] != 4 * c_shape[1])
+    return 2;
   *batch = c_shape[0];
-  *per_gate = numel(ndim, c_shape) / c_shape[0];
-  return true;
+  *per_gate = numel(ndims[0], c_shape) / c_shape[0];
+  return 0;
 }
 
 struct Gates {
@@ -117,14 +122,12 @@ void backward_block(int64_t count, const float *__restrict zi, const float *__re
 // inputs z, c, w_ci, w_cf, w_co; outputs h', c'
 extern "C" int LstmGatesForward(int nparam, void **params, int *ndims, int64_t **shapes,
                                 const char **dtypes, void *stream, void *extra) {
-  if (nparam != 7) return 1;
   int64_t batch, m;
-  if (ndims[0] != ndims[1] || !state_layout(ndims[0], shapes[0], shapes[1], &batch, &m)) return 2;
-  const float *z = static_cast<const float *>(params[0]);
+  if (const int error = state_layout(nparam, 7, ndims, shapes, &batch, &m)) return error;
   const float *const *in = reinterpret_cast<const float *const *>(params);
   float *const *out = reinterpret_cast<float *const *>(params + 5);
   for (int64_t n = 0; n < batch; ++n) {
-    const float *zn = z + n * 4 * m;
+    const float *zn = in[0] + n * 4 * m;
     const int64_t s = n * m;
     forward_block(m, zn, zn + m, zn + 2 * m, zn + 3 * m, in[1] + s, in[2] + s, in[3] + s,
                   in[4] + s, out[0] + s, out[1] + s);
@@ -135,16 +138,13 @@ extern "C" int LstmGatesForward(int nparam, void **params, int *ndims, int64_t *
 // inputs z, c, w_ci, w_cf, w_co, dh', dc'; outputs dz, dc, dw_ci, dw_cf, dw_co (state-shaped)
 extern "C" int LstmGatesBackward(int nparam, void **params, int *ndims, int64_t **shapes,
                                  const char **dtypes, void *stream, void *extra) {
-  if (nparam != 12) return 1;
   int64_t batch, m;
-  if (ndims[0] != ndims[1] || !state_layout(ndims[0], shapes[0], shapes[1], &batch, &m)) return 2;
-  const float *z = static_cast<const float *>(params[0]);
-  float *dz = static_cast<float *>(params[7]);
+  if (const int error = state_layout(nparam, 12, ndims, shapes, &batch, &m)) return error;
   const float *const *in = reinterpret_cast<const float *const *>(params);
   float *const *out = reinterpret_cast<float *const *>(params + 7);
   for (int64_t n = 0; n < batch; ++n) {
-    const float *zn = z + n * 4 * m;
-    float *dzn = dz + n * 4 * m;
+    const float *zn = in[0] + n * 4 * m;
+    float *dzn = out[0] + n * 4 * m;
     const int64_t s = n * m;
     backward_block(m, zn, zn + m, zn + 2 * m, zn + 3 * m, in[1] + s, in[2] + s, in[3] + s,
                    in[4] + s, in[5] + s, in[6] + s, dzn, dzn + m, dzn + 2 * m, dzn + 3 * m,

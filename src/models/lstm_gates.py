@@ -80,10 +80,7 @@ def _make_op():
         raise RuntimeError(f"the fused LSTM gate kernels are not available here: {path}")
     import mindspore.ops as ops
 
-    def state_shapes(z, c, *rest):
-        return c, c
-
-    def state_dtypes(z, c, *rest):
+    def like_state(z, c, *rest):  # h' and c': the state's shape and dtype
         return c, c
 
     backward = ops.Custom(f"{path}:LstmGatesBackward",
@@ -93,7 +90,7 @@ def _make_op():
     def bprop(z, c, w_ci, w_cf, w_co, out, dout):
         return backward(z, c, w_ci, w_cf, w_co, dout[0], dout[1])
 
-    return ops.Custom(f"{path}:LstmGatesForward", out_shape=state_shapes, out_dtype=state_dtypes,
+    return ops.Custom(f"{path}:LstmGatesForward", out_shape=like_state, out_dtype=like_state,
                       func_type="aot", bprop=bprop)
 
 
@@ -108,7 +105,7 @@ def lstm_gates_op():
         return _state["op"]
 
 
-CHOICES = ("native", "fused")
+GATE_IMPLS = ("native", "fused")
 
 
 def gate_impl_policy(setting, device_target, log=print):
@@ -117,14 +114,14 @@ def gate_impl_policy(setting, device_target, log=print):
     compiler is a one-line error naming the fix; logs one line when fused.
 
     Not the default: timed alone (forward + backward of one cell step, 2-core Zen 4) the fused
-    kernels are 5-7x faster than the native gate math, but inside the training step of the CPU
-    config the difference is within the run-to-run noise (263-307 ms native, 265-298 fused,
-    three interleaved rounds); the native kernels overlap with the convolutions there."""
+    kernels are 5-7x faster than the native gate math, but the training step of the CPU config
+    gains only ~4 % (median 247 against 258 ms, both steps alternated in one process), although
+    the step runs 1,320 kernels instead of 3,504 (benchmarks/README.md)."""
     from src.model_utils.errors import UserError
     source = "ZOO_GATE_IMPL" if os.environ.get("ZOO_GATE_IMPL") else "gate_impl"
     setting = os.environ.get("ZOO_GATE_IMPL") or setting
-    if setting not in CHOICES:
-        raise UserError(f"{source} must be one of {', '.join(CHOICES)}, got {setting!r}")
+    if setting not in GATE_IMPLS:
+        raise UserError(f"{source} must be one of {', '.join(GATE_IMPLS)}, got {setting!r}")
     if setting == "native":
         return "native"
     if device_target != "CPU":
