@@ -106,7 +106,8 @@ def export_network(cfg, log=print):
 def main(argv=None):
     cfg = entry_config(argv, script_defaults=EXPORT_DEFAULTS,
                        script_helps={"batch_size": "export.py: batch of the exported input (default 1 "
-                                                   "here, whatever the YAML's training batch)"})
+                                                   "here, whatever the YAML's training batch)"},
+                       native_convs=True)  # the exported graph has native convolutions
     export_network(cfg)
     return 0
 

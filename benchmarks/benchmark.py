@@ -42,7 +42,7 @@ from src.model_utils import cpu_tuning  # noqa: E402
 from src.model_utils.errors import ArgumentParser, exit_on_user_error  # noqa: E402
 
 SECTIONS = ("peak", "train", "data", "export")
-CONV_IMPLS = ("auto", "native", "unfold")
+CONV_IMPLS = ("auto", "native", "unfold", "onednn")
 EXPORT_ROWS = ("tinydarknet_224", "tinydarknet_32", "convlstm_paper")
 
 
@@ -207,8 +207,11 @@ def train_row_subprocess(args, name, framework, conv_impl):
            conv_impl, "--framework", framework, "--warmup", str(args.warmup), "--steps", str(args.steps),
            "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
     env = dict(os.environ)
-    if framework == "torch":  # PyTorch's own oneDNN runs as a PyTorch user gets it: no MindSpore cap
-        env.pop(cpu_tuning.ONEDNN_ENV, None)
+    if framework == "torch" or env.get(cpu_tuning.ONEDNN_ENV) == env.get(cpu_tuning._APPLIED_ENV):
+        # PyTorch's own oneDNN runs as a PyTorch user gets it: no MindSpore cap; a MindSpore row
+        # makes its own choice for its conv_impl (a cap the user set is kept)
+        for name in (cpu_tuning.ONEDNN_ENV, cpu_tuning._APPLIED_ENV, cpu_tuning.NATIVE_SLOW_ENV):
+            env.pop(name, None)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0 or not proc.stdout.strip():
         return {"name": name, "framework": framework, "conv_impl": conv_impl,
@@ -292,15 +295,16 @@ def _f(value, spec, unit=""):
 
 def _train_cells(r):
     if "error" in r:
-        return [r["name"], r["framework"], r["conv_impl"], "error: " + r["error"][:60]] + [""] * 8
-    return [r["name"], r["framework"], r["conv_impl"], str(r["batch_size"]), f"{r['samples_per_s']:.2f}",
+        return [r["name"], r["framework"], r["conv_impl"], "error: " + r["error"][:60]] + [""] * 9
+    return [r["name"], r["framework"], r["conv_impl"], r.get("onednn_isa", "-"), str(r["batch_size"]),
+            f"{r['samples_per_s']:.2f}",
             _f(r.get("ratio_to_peer"), ".2f", "x"), f"{r['achieved_gflops']:.1f}",
             _f(r["mfu"] and 100 * r["mfu"], ".1f", "%"), f"{r['step_s_median']:.3f}",
             f"{r['first_step_s']:.1f}", f"{r['cpu_cores_busy']:.2f}", str(r["params"])]
 
 
 TABLES = [  # (result key, headers, cells of one row)
-    ("train", ["training row", "framework", "conv", "batch", "samples/s", "vs torch", "GFLOP/s", "MFU",
+    ("train", ["training row", "framework", "conv", "oneDNN ISA", "batch", "samples/s", "vs torch", "GFLOP/s", "MFU",
                "step (s)", "1st step (s)", "cores busy", "params"], _train_cells),
     ("data", ["data pipeline (train split)", "samples/s", "feeds", "training samples/s", "ratio"],
      lambda r: [r["name"], f"{r['samples_per_s']:.1f}", r["feeds"], _f(r.get("train_samples_per_s"), ".2f"),
@@ -368,14 +372,20 @@ def main(argv=None):
     args.isolate = not (args.quick or args.row_process)  # --quick: every row in this process
 
     if not (args.row_process and args.framework == "torch"):
-        applied = cpu_tuning.apply_onednn_isa(args.onednn_isa, log=_log)  # before MindSpore is imported
+        # before MindSpore is imported; a training row chooses for its own conv_impl, this process
+        # for the native convolutions of the exported graphs it times
+        applied = cpu_tuning.apply_onednn_isa(
+            args.onednn_isa, log=_log, conv_impl=args.conv_impl[0] if args.row_process else "native")
         import mindspore as ms
         ms.set_device("CPU")
         ms.set_context(mode=ms.GRAPH_MODE)
         if args.threads:
             ms.set_context(runtime_num_threads=args.threads)
     if args.row_process:  # one training row, as JSON on the last line, for the parent process
-        print(json.dumps(train_row(args, args.rows[0], args.framework, args.conv_impl[0])))
+        row = train_row(args, args.rows[0], args.framework, args.conv_impl[0])
+        if args.framework == "mindspore":
+            row["onednn_isa"] = applied["isa"]
+        print(json.dumps(row))
         return None
     result = {"quick": args.quick, "conv_impl": args.conv_impl, "peer": args.peer or None,
               "rounds": args.rounds, "synthetic_data": True, "started": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -285,7 +285,8 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if backend_for(args.mindir_path, args.backend) == "mindspore":
-        apply_onednn_isa(args.onednn_isa)  # before MindSpore runs a oneDNN kernel
+        # before MindSpore runs a oneDNN kernel; an exported graph has native convolutions
+        apply_onednn_isa(args.onednn_isa, conv_impl="native")
     run_inference(args.mindir_path, args.input0_path, args.output_path, args.time_path,
                   warmup=args.warmup, device_target=args.device_target, device_id=args.device_id,
                   backend=args.backend)

@@ -21,7 +21,7 @@ AVX2_ONLY = dict(AVX512, flags={"avx2", "fma"})
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):
-    for name in (ct.ONEDNN_ENV, ct.ISA_ENV, ct.CONV_ENV, ct._APPLIED_ENV):
+    for name in (ct.ONEDNN_ENV, ct.ISA_ENV, ct.CONV_ENV, ct._APPLIED_ENV, ct.NATIVE_SLOW_ENV):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     yield
@@ -30,18 +30,20 @@ def clean_env(monkeypatch, tmp_path):
 class FakeIsa:
     """measure(candidate): fixed times per candidate, counting calls."""
 
-    def __init__(self, times):
-        self.times, self.calls = times, []
+    def __init__(self, times, direct=None):
+        self.times, self.direct, self.calls = times, direct or {}, []
 
     def __call__(self, candidate):
         self.calls.append(candidate)
         ms = self.times.get(candidate)
-        return None if ms is None else {"ms": ms, "impl": f"impl-{candidate}"}
+        return None if ms is None else {"ms": ms, "impl": f"impl-{candidate}",
+                                        "direct_ms": self.direct.get(candidate)}
 
 
 def apply(measure, machine=AVX512, **kw):
     lines = []
     kw.setdefault("mindspore_loaded", False)
+    kw.setdefault("direct", (False, "not built in this test"))
     result = ct.apply_onednn_isa(log=lines.append, measure=measure, machine=machine, **kw)
     return result, lines
 
@@ -163,6 +165,53 @@ def test_child_inherits_applied_cap():
     assert result["isa"] == "AVX2" and "inherited" in lines[0]
 
 
+ZEN4 = {"default": 90.0, "AVX2": 0.7}  # plain-layout conv: jit_uni_ncsp uncapped, gemm capped
+
+
+def test_isa_direct_kernel_lifts_the_cap_when_clearly_faster():
+    fake = FakeIsa(ZEN4, direct={"default": 0.3, "AVX2": 0.5})
+    result, lines = apply(fake, direct=(True, "/cache/onednn_conv-x.so"))
+    assert result == {"isa": "default", "reason": result["reason"], "direct": True}
+    assert ct.ONEDNN_ENV not in os.environ and os.environ[ct.NATIVE_SLOW_ENV] == "1"
+    assert "direct kernel for the k x k convolutions" in lines[0] and "blocked 0.30 ms" in lines[0]
+    # the same cached times, for a process that runs native convolutions (export, inference)
+    result, lines = apply(FakeIsa({}), direct=(False, "conv_impl native"))
+    assert result["isa"] == "AVX2" and ct.NATIVE_SLOW_ENV not in os.environ
+    assert "cached" in lines[0] and "direct kernel not used: conv_impl native" in lines[0]
+
+
+def test_isa_direct_kernel_within_the_margin_keeps_the_plain_choice():
+    fake = FakeIsa(ZEN4, direct={"default": 0.47, "AVX2": 0.5})
+    result, _ = apply(fake, direct=(True, "lib"))
+    assert result["isa"] == "AVX2" and not result["direct"]
+    assert ct.NATIVE_SLOW_ENV not in os.environ
+
+
+def test_isa_record_of_an_older_probe_is_measured_again():
+    apply(FakeIsa(ZEN4))
+    path = ct.cache_path()
+    data = json.load(open(path))
+    data["machines"][ct.machine_key(AVX512)]["onednn_isa"].pop("probe")
+    json.dump(data, open(path, "w"))
+    fake = FakeIsa(ZEN4)
+    os.environ.pop(ct.ONEDNN_ENV)
+    apply(fake)
+    assert fake.calls == list(ct.ISA_CANDIDATES)
+
+
+@pytest.mark.parametrize("conv_impl, allowed", [("auto", True), ("onednn", True),
+                                                ("native", False), ("unfold", False)])
+def test_direct_kernel_allowed_only_for_auto_and_onednn(monkeypatch, conv_impl, allowed):
+    monkeypatch.setattr(ct, "onednn_conv_available", lambda: (True, "lib"))
+    assert ct._direct_allowed(conv_impl)[0] is allowed
+    monkeypatch.setenv(ct.CONV_ENV, "native")  # the environment overrides the config
+    assert ct._direct_allowed(conv_impl)[0] is False
+    monkeypatch.delenv(ct.CONV_ENV)
+    monkeypatch.setattr(ct, "onednn_conv_available", lambda: (False, "no C++ compiler"))
+    assert ct._direct_allowed(conv_impl) == (False, "no C++ compiler" if allowed else
+                                             f"conv_impl {conv_impl}")
+
+
 # ------------------------------------------------------------------ conv implementation
 
 SHAPES = [(3, 16, 3, 32, 32), (16, 32, 3, 16, 16), (64, 512, 3, 2, 2), (128, 10, 1, 2, 2)]
@@ -174,7 +223,8 @@ class FakeConv:
     def __init__(self, reach=None):
         self.calls, self.reach = [], reach
 
-    def __call__(self, probe_shapes):
+    def __call__(self, probe_shapes, impls):
+        assert impls == ("native", "unfold")  # policy() passes onednn=(False, ...)
         self.calls.append(list(probe_shapes))
         out = [[10.0, 5.0] if s[4] * s[5] <= 4 else [5.0, 10.0] for s in probe_shapes]
         if self.reach is not None:
@@ -184,6 +234,7 @@ class FakeConv:
 
 def policy(measure, setting="auto", machine=AVX512, **kw):
     lines = []
+    kw.setdefault("onednn", (False, "not built in this test"))
     pol = ct.conv_impl_policy(SHAPES, 32, setting=setting, log=lines.append, measure=measure,
                               machine=machine, **kw)
     return pol, lines
@@ -194,7 +245,7 @@ def test_conv_choice_per_shape_and_cache():
     pol, lines = policy(fake)
     assert [pol(*s) for s in SHAPES] == ["native", "native", "unfold", "native"]
     assert len(fake.calls) == 1 and len(fake.calls[0]) == 3  # 1x1 not probed
-    assert len(lines) == 1 and "unfold x1 (64->512 3x3 @2x2)" in lines[0] and "probed" in lines[0]
+    assert len(lines) == 1 and "unfold x1 (unfold: 64->512 3x3 @2x2)" in lines[0] and "probed" in lines[0]
     again = FakeConv()
     pol2, lines2 = policy(again)
     assert again.calls == [] and "cached" in lines2[0]
@@ -203,7 +254,8 @@ def test_conv_choice_per_shape_and_cache():
 
 def test_conv_native_kept_unless_unfold_clearly_faster():
     pol = ct.conv_impl_policy([(16, 32, 3, 8, 8), (16, 64, 3, 8, 8)], 4, log=None, machine=AVX512,
-                              measure=lambda shapes: [[10.0, 8.0], [10.0, 7.0]])
+                              measure=lambda shapes, impls: [[10.0, 8.0], [10.0, 7.0]],
+                              onednn=(False, ""))
     assert pol(16, 32, 3, 8, 8) == "native" and pol(16, 64, 3, 8, 8) == "unfold"
 
 
@@ -211,11 +263,11 @@ def test_conv_cached_times_rejudged_with_the_current_margin(tmp_path, monkeypatc
     """A cache written with another margin (its "choice" field) is re-judged from its times."""
     path = str(tmp_path / "cache.json")
     ct.conv_impl_policy([(16, 32, 3, 8, 8)], 4, log=None, machine=AVX512, path=path,
-                        measure=lambda shapes: [[10.0, 7.0]])
+                        measure=lambda shapes, impls: [[10.0, 7.0]], onednn=(False, ""))
     monkeypatch.setattr(ct, "CONV_MARGIN", 0.5)
-    never = lambda shapes: pytest.fail("re-probed a cached shape")  # noqa: E731
+    never = lambda shapes, impls: pytest.fail("re-probed a cached shape")  # noqa: E731
     pol = ct.conv_impl_policy([(16, 32, 3, 8, 8)], 4, log=None, machine=AVX512, path=path,
-                              measure=never)
+                              measure=never, onednn=(False, ""))
     assert pol(16, 32, 3, 8, 8) == "native"
 
 
@@ -226,14 +278,14 @@ def test_conv_cache_keyed_by_isa_and_batch(monkeypatch):
     policy(fake)
     assert len(fake.calls) == 1
     fake = FakeConv()
-    ct.conv_impl_policy(SHAPES, 8, log=None, measure=fake, machine=AVX512)
+    ct.conv_impl_policy(SHAPES, 8, log=None, measure=fake, machine=AVX512, onednn=(False, ""))
     assert len(fake.calls) == 1
 
 
 def test_conv_probe_batch_reduced_only_on_large_maps():
     fake = FakeConv()
     ct.conv_impl_policy([(512, 512, 5, 64, 64), (64, 512, 3, 2, 2)], 32, log=None,
-                        measure=fake, machine=AVX512)
+                        measure=fake, machine=AVX512, onednn=(False, ""))
     batches = {tuple(s[1:]): s[0] for s in fake.calls[0]}
     assert batches[(64, 512, 3, 2, 2)] == 32
     assert batches[(512, 512, 5, 64, 64)] == AVX512["cores"]  # heavy layer: one image per core
@@ -255,6 +307,62 @@ def test_conv_env_overrides_config(monkeypatch, value):
     pol, lines = policy(fake, setting="auto")
     assert fake.calls == [] and "user-set: ZOO_CONV_IMPL" in lines[0]
     assert pol(16, 32, 3, 16, 16) == value and pol(128, 10, 1, 2, 2) == "native"
+
+
+class FakeThree:
+    """measure(probe_shapes, impls) with the oneDNN kernel: given times per (k, h) of a shape."""
+
+    def __init__(self, times):
+        self.times, self.calls = times, []
+
+    def __call__(self, probe_shapes, impls):
+        assert impls == ct.CONV_IMPLS
+        self.calls.append(list(probe_shapes))
+        return [list(self.times[(s[3], s[4])]) for s in probe_shapes]
+
+
+def test_conv_onednn_chosen_per_shape_with_its_margin():
+    fake = FakeThree({(3, 32): [10.0, 12.0, 8.0],    # oneDNN clearly faster
+                      (3, 16): [10.0, 12.0, 9.5],    # within its margin: native kept
+                      (3, 2): [10.0, 5.0, 6.0],      # im2col the fastest
+                      (1, 2): [10.0, None, 4.0]})    # 1x1: native or oneDNN (no im2col)
+    pol, lines = policy(fake, onednn=(True, "/cache/onednn_conv-x.so"))
+    assert len(fake.calls) == 1 and len(fake.calls[0]) == 4  # the 1x1 layer probed too
+    assert [pol(*s) for s in SHAPES] == ["onednn", "native", "unfold", "onednn"]
+    assert "native x1, unfold x1, onednn x2 (unfold: 64->512 3x3 @2x2)" in lines[0]
+    # the same cache without the kernel (e.g. ZOO_NO_CUSTOM_OPS): re-judged, never oneDNN
+    never = lambda shapes, impls: pytest.fail("re-probed")  # noqa: E731
+    pol, lines = policy(never, onednn=(False, "ZOO_NO_CUSTOM_OPS is set"))
+    assert [pol(*s) for s in SHAPES] == ["native", "native", "unfold", "native"]
+    assert "onednn" not in lines[0] and "cached" in lines[0]
+
+
+def test_conv_native_kxk_never_timed_nor_chosen_where_slow(monkeypatch):
+    """Under an ISA where apply_onednn_isa found the native k x k op slow, the k x k layers get
+    oneDNN's kernel or im2col (im2col only when clearly faster than oneDNN); 1x1 stays free."""
+    monkeypatch.setenv(ct.NATIVE_SLOW_ENV, "1")
+    seen = []
+
+    def measure(probe_shapes, impls):
+        seen.append(impls)
+        return [[None, 12.0, 8.0], [None, 9.0, 10.0], [None, 5.0, 10.0], [4.0, None, 6.0]][:len(probe_shapes)]
+    pol, lines = policy(measure, onednn=(True, "lib"))
+    assert seen == [(ct.NATIVE_1X1, "unfold", "onednn")]
+    assert [pol(*s) for s in SHAPES] == ["onednn", "onednn", "unfold", "native"]
+    assert pol(7, 7, 5, 9, 9) == "onednn"  # a shape not probed: the direct kernel, not native
+
+
+def test_conv_onednn_setting_needs_cpu_and_the_kernel(monkeypatch):
+    with pytest.raises(UserError, match="onednn runs on CPU only.*use auto or native"):
+        policy(FakeConv(), setting="onednn", device_target="GPU", onednn=(True, "lib"))
+    with pytest.raises(UserError, match="cannot be built here \\(no C\\+\\+ compiler\\); install g\\+\\+"):
+        policy(FakeConv(), setting="onednn", onednn=(False, "no C++ compiler"))
+    pol, lines = policy(FakeConv(), setting="onednn", onednn=(True, "lib"))
+    assert all(pol(*s) == "onednn" for s in SHAPES)  # 1x1 included
+    assert "onednn x4" in lines[0] and "user-set: conv_impl=onednn" in lines[0]
+    monkeypatch.setenv(ct.CONV_ENV, "unfold")
+    pol, _ = policy(FakeConv(), setting="onednn", onednn=(False, "not needed"))
+    assert pol(64, 512, 3, 2, 2) == "unfold" and pol(128, 10, 1, 2, 2) == "native"
 
 
 def test_conv_auto_off_cpu_is_native():
@@ -341,8 +449,11 @@ def test_conv_probe_times_the_two_implementations_in_alternation(monkeypatch):
     monkeypatch.setattr(nn, "ForwardValueAndGrad", FakeStep)
     monkeypatch.setattr(ms, "set_device", lambda *a, **k: None)  # the probe's own process sets it
     monkeypatch.setattr(ms, "set_context", lambda *a, **k: None)
-    times = kernel_probe.time_conv_impls([(2, 4, 8, 3, 8, 8)], budget_s=60, reps=3)
-    assert calls == ["native", "unfold"] * 4  # a warm-up and 3 timed reps of each, alternating
-    assert len(times) == 1 and len(times[0]) == 2 and all(t > 0 for t in times[0])
+    times = kernel_probe.time_conv_impls([(2, 4, 8, 3, 8, 8), (2, 4, 8, 1, 8, 8)], budget_s=60,
+                                         reps=3, impls=("native", "unfold"))
+    # a warm-up and 3 timed reps of each, alternating; no im2col for the 1x1 kernel
+    assert calls == ["native", "unfold"] * 4 + ["native"] * 4
+    assert len(times) == 2 and times[0][2] is None and all(t > 0 for t in times[0][:2])
+    assert times[1][0] > 0 and times[1][1:] == [None, None]
     assert cpu_tuning._conv_key("AVX2", 32, (16, 128, 3, 8, 8)).startswith(
         f"probe {cpu_tuning.CONV_PROBE_VERSION} | ")

@@ -145,10 +145,10 @@ def test_gate_choice(monkeypatch):
     with pytest.raises(UserError, match="CPU only.*--gate_impl native"):
         lstm_gates.gate_impl_policy("fused", "Ascend")
     # no compiler: fused is a one-line error naming the fix
-    monkeypatch.setitem(lstm_gates._state, "available", (False, "no C++ compiler (g++) on PATH"))
+    monkeypatch.setattr(lstm_gates.LIBRARY, "_available", (False, "no C++ compiler (g++) on PATH"))
     with pytest.raises(UserError, match="no C\\+\\+ compiler.*install g\\+\\+ or pass --gate_impl native"):
         lstm_gates.gate_impl_policy("fused", "CPU")
-    monkeypatch.setitem(lstm_gates._state, "available", (True, "/cache/lstm_gates-x.so"))
+    monkeypatch.setattr(lstm_gates.LIBRARY, "_available", (True, "/cache/lstm_gates-x.so"))
     assert lstm_gates.gate_impl_policy("fused", "CPU", log=logs.append) == "fused"
     assert logs == ["gate_impl fused: LSTM gate math in lstm_gates-x.so"]
     monkeypatch.setenv("ZOO_GATE_IMPL", "native")  # the environment overrides the config
@@ -160,7 +160,7 @@ def test_gate_choice(monkeypatch):
 
 def test_no_compiler_is_reported_and_export_builds_native(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    assert lstm_gates.build() == (None, f"no C++ compiler ({tmp_path / 'no-such-compiler'}) on PATH")
+    assert lstm_gates.LIBRARY.build() == (None, f"no C++ compiler ({tmp_path / 'no-such-compiler'}) on PATH")
     from src.model_utils.config import get_config
     from src.models import model_kwargs
     cfg = get_config(["--config_path", "config/mmnist_config_cpu.yaml"])

@@ -10,18 +10,19 @@ Two choices decide CPU speed with MindSpore 2.10 (README, "CPU tuning, measured 
   convolution per candidate (default, AVX2) in a child process through the bundled
   ``libdnnl.so.3`` (no MindSpore import: ~0.1 s each) and keeps the fastest; CPUs without
   AVX-512 have nothing to choose.
-* **Convolution implementation per layer** (:func:`conv_impl_policy`): the native op or
-  im2col + GEMM (``src.models.layers.Conv2d``). ``auto`` times forward + backward of both for
-  every k x k layer shape of the network at the training batch, in one child process with
-  MindSpore in GRAPH mode, and picks the faster per shape (im2col only when ``CONV_MARGIN``
-  says it is clearly faster).
+* **Convolution implementation per layer** (:func:`conv_impl_policy`): the native op, im2col +
+  GEMM, or oneDNN's direct convolution on blocked layouts as a custom op
+  (``src.models.layers.Conv2d``, ``src.models.onednn_conv``). ``auto`` times forward + backward
+  of each for every layer shape of the network at the training batch, in one child process with
+  MindSpore in GRAPH mode, and picks the fastest per shape (the others only when clearly faster
+  than the native op: ``CONV_MARGIN``, ``ONEDNN_MARGIN``; 1x1 kernels: native or oneDNN).
 
 Both results are cached in ``$XDG_CACHE_HOME/mindspore-zoo-tdn-convlstm/cpu_tuning.json``
 (``~/.cache/...`` without ``XDG_CACHE_HOME``), keyed by CPU model (name, family, model number),
 usable cores and MindSpore version, so the first run pays the probe (a few seconds) and later runs
 nothing. The file is written atomically under a lock (parallel workers probe once). Overrides:
 ``ZOO_ONEDNN_ISA`` (auto | default | AVX2 | any oneDNN ISA name) or an ``ONEDNN_MAX_CPU_ISA``
-already set by the user; ``ZOO_CONV_IMPL`` (auto | native | unfold) before the config key.
+already set by the user; ``ZOO_CONV_IMPL`` (auto | native | unfold | onednn) before the config key.
 
 Importing this module costs nothing: standard library only (no MindSpore, no numpy).
 """
@@ -48,8 +49,14 @@ ONEDNN_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE"
                "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX10_1_512", "AVX512_CORE_FP16",
                "AVX10_1_512_AMX", "AVX512_CORE_AMX", "AVX10_1_512_AMX_FP16",
                "AVX512_CORE_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2")
-CONV_IMPLS = ("native", "unfold")
+CONV_IMPLS = ("native", "unfold", "onednn")  # also the order of the times in a conv probe result
 ISA_MARGIN = 0.9  # a cap must beat the default by 10% to be applied (timing noise)
+# under an ISA whose plain-layout conv is this much slower than the best one, the native k x k
+# convolution is not used (AVX-512 without a cap: jit_uni_ncsp, 10-100x slower)
+NATIVE_SLOW_FACTOR = 3.0
+ISA_PROBE_VERSION = 2  # 2: the blocked-layout (direct) kernel timed too; older records re-probe
+NATIVE_SLOW_ENV = "ZOO_NATIVE_CONV_SLOW"
+NATIVE_1X1 = "native-1x1"  # in the conv probe's list instead of native: native on 1x1 kernels only
 # im2col must beat the native op by 25% in the probe. The probe times one layer alone (PyNative);
 # inside a compiled training graph im2col's extra memory traffic costs more: on a Zen 4 (AVX2 cap)
 # the probe had ConvLSTM's 48->128 3x3 16x16 layer at 9.2 ms im2col vs 11.9 ms native, yet the
@@ -57,6 +64,9 @@ ISA_MARGIN = 0.9  # a cap must beat the default by 10% to be applied (timing noi
 # simpler, exportable op. The choice is re-judged from the cached times, so a change of this
 # margin applies to existing caches.
 CONV_MARGIN = 0.75
+# oneDNN's direct kernel (src.models.onednn_conv) must beat the native op by 10%: it adds two
+# layout reorders per call, which the probe times, and is not exportable (export builds native)
+ONEDNN_MARGIN = 0.9
 ISA_PROBE_BUDGET_S = 0.3  # per candidate, after the warm-up call
 CONV_PROBE_BUDGET_S = 2.5  # timing budget of one conv probe run (plus the MindSpore import)
 CONV_PROBE_TIMEOUT_S = 40.0
@@ -204,7 +214,9 @@ def onednn_library():
 
 
 def measure_isa(candidate, timeout=10.0):
-    """{"ms", "impl"} of the probe convolution with ``candidate`` as the cap; None on failure."""
+    """{"ms", "impl", "direct_ms", "direct_impl"} of the probe convolution (plain and blocked
+    layouts, see ``kernel_probe.time_onednn_conv``) with ``candidate`` as the cap; None on
+    failure."""
     lib = onednn_library()
     if lib is None:
         return None
@@ -212,12 +224,19 @@ def measure_isa(candidate, timeout=10.0):
     return _run_probe(["isa", lib, str(ISA_PROBE_BUDGET_S)], env, timeout)
 
 
-def measure_convs(shapes, budget_s=CONV_PROBE_BUDGET_S):
-    """[[native_ms, unfold_ms] or None] for ``[batch, in, out, k, h, w]`` shapes (child process
-    with the current environment, so the oneDNN cap applied here applies there)."""
+def onednn_conv_available():
+    """``(True, library)`` or ``(False, why not)`` for the oneDNN convolution custom op (built
+    on first use; no MindSpore import)."""
+    from src.models import onednn_conv
+    return onednn_conv.availability()
+
+
+def measure_convs(shapes, budget_s=CONV_PROBE_BUDGET_S, impls=CONV_IMPLS):
+    """[[native_ms, unfold_ms, onednn_ms] or None] for ``[batch, in, out, k, h, w]`` shapes
+    (child process with the current environment, so the oneDNN cap applied here applies there)."""
     cap = {ONEDNN_ENV: os.environ[ONEDNN_ENV]} if ONEDNN_ENV in os.environ else {}
-    result = _run_probe(["conv", str(budget_s), json.dumps([list(s) for s in shapes])], cap,
-                        CONV_PROBE_TIMEOUT_S + budget_s)
+    result = _run_probe(["conv", str(budget_s), json.dumps([list(s) for s in shapes]),
+                         ",".join(impls)], cap, CONV_PROBE_TIMEOUT_S + budget_s)
     times = result.get("times") if isinstance(result, dict) else None
     return times if isinstance(times, list) and len(times) == len(shapes) else [None] * len(shapes)
 
@@ -234,24 +253,72 @@ def _normalise_isa(value, source):
     return value.upper()
 
 
+def _valid_ms(result, field):
+    return isinstance(result, dict) and _ms(result.get(field)) is not None
+
+
+def choose_isa(results, direct_allowed):
+    """``(isa, direct)`` from probe results ``{candidate: {"ms", "direct_ms"}}``.
+
+    ``ms`` is the plain-layout convolution MindSpore's native ``Conv2D`` runs, ``direct_ms`` the
+    blocked-layout kernel of ``src.models.onednn_conv``. The plain choice: the fastest ``ms``,
+    a cap only when ``ISA_MARGIN`` faster than the default. When the direct kernel may be used
+    (``direct_allowed``: the custom op builds and ``conv_impl`` is auto or onednn), a candidate
+    whose ``direct_ms`` is ``ISA_MARGIN`` faster than the best kernel of the plain choice wins
+    instead, and ``direct`` is True when the native k x k op is slow under it (more than
+    ``NATIVE_SLOW_FACTOR`` x the plain choice's ``ms``): the conv policy then never picks it."""
+    plain = {c: r["ms"] for c, r in results.items() if _valid_ms(r, "ms")}
+    if not plain:
+        return "default", False
+    best = min(plain, key=plain.get)
+    if "default" in plain and plain[best] > ISA_MARGIN * plain["default"]:
+        best = "default"
+    direct = {c: r["direct_ms"] for c, r in results.items() if _valid_ms(r, "direct_ms")}
+    if not direct_allowed or not direct:
+        return best, False
+    fastest = min(direct, key=direct.get)
+    baseline = min(plain[best], direct.get(best, float("inf")))
+    if fastest == best or direct[fastest] >= ISA_MARGIN * baseline:
+        return best, False
+    return fastest, plain.get(fastest, float("inf")) > NATIVE_SLOW_FACTOR * plain[best]
+
+
+def _direct_allowed(conv_impl):
+    """(allowed, why not): oneDNN's direct kernel can serve the convolutions of this process."""
+    setting = os.environ.get(CONV_ENV) or conv_impl
+    if setting not in ("auto", "onednn"):
+        return False, f"conv_impl {setting}"
+    ok, detail = onednn_conv_available()
+    return ok, None if ok else detail
+
+
 def apply_onednn_isa(setting="auto", log=print, measure=None, path=None, machine=None,
-                     mindspore_loaded=None):
+                     mindspore_loaded=None, conv_impl="auto", direct=None):
     """Put the fastest oneDNN ISA cap for this CPU into ``ONEDNN_MAX_CPU_ISA`` (call before
     MindSpore is imported) and log one line saying what was applied and why.
 
     Priority: ``ONEDNN_MAX_CPU_ISA`` already set by the user (kept) > ``ZOO_ONEDNN_ISA`` >
-    ``setting`` (the config key). ``auto``: the cached choice for this machine, else a probe
-    (``measure(candidate) -> {"ms": ...} or None``, default :func:`measure_isa`) whose winner is
-    cached. In a process that already imported MindSpore nothing is changed (oneDNN may have read
-    the variable already, and the conv choices are keyed by it). Returns {"isa", "reason"}.
+    ``setting`` (the config key). ``auto``: a probe (``measure(candidate) -> {"ms", "direct_ms"}
+    or None``, default :func:`measure_isa`), cached for this machine, judged by
+    :func:`choose_isa`. ``conv_impl`` is the process's convolution setting: only ``auto`` /
+    ``onednn`` let the choice rely on oneDNN's direct kernel (entry points that run exported
+    graphs pass ``native``). ``direct``: ``(available, detail)`` of that kernel (default: built /
+    checked now). When the choice makes the native k x k convolution slow, ``ZOO_NATIVE_CONV_SLOW``
+    is set (the conv policy then uses the direct kernel or im2col for every k x k layer). In a
+    process that already imported MindSpore nothing is changed (oneDNN may have read the
+    variable already, and the conv choices are keyed by it). Returns {"isa", "reason", "direct"}.
     """
-    def done(isa, reason, apply=True):
+    def done(isa, reason, apply=True, native_slow=False):
+        if apply:
+            os.environ.pop(NATIVE_SLOW_ENV, None)
+            if native_slow:
+                os.environ[NATIVE_SLOW_ENV] = "1"
         if apply and isa != "default":
             os.environ[ONEDNN_ENV] = isa
             os.environ[_APPLIED_ENV] = isa
         if log:
             log(f"oneDNN ISA: {isa} ({reason})")
-        return {"isa": isa, "reason": reason}
+        return {"isa": isa, "reason": reason, "direct": native_slow}
 
     user = os.environ.get(ONEDNN_ENV)
     if user:
@@ -271,32 +338,54 @@ def apply_onednn_isa(setting="auto", log=print, measure=None, path=None, machine
     machine = machine or machine_info()
     if not any(flag.startswith("avx512") for flag in machine["flags"]):
         return done("default", "CPU without AVX-512: nothing to choose")
+    allowed, why_not = direct if direct is not None else _direct_allowed(conv_impl)
     path = path or cache_path()
     key = machine_key(machine)
-    cached = _machine_entry(read_cache(path), key).get("onednn_isa", {}).get("choice")
-    if cached in ISA_CANDIDATES:
-        return done(cached, f"cached for {key}")
+
+    def cached():  # the times of a complete probe of this method (ISA_PROBE_VERSION), or None
+        record = _machine_entry(read_cache(path), key).get("onednn_isa", {})
+        if record.get("probe") != ISA_PROBE_VERSION:
+            return None
+        results = {c: {"ms": (record.get("ms") or {}).get(c),
+                       "direct_ms": (record.get("direct_ms") or {}).get(c)}
+                   for c in ISA_CANDIDATES}
+        return results if all(_valid_ms(r, "ms") for r in results.values()) else None
+
+    def decide(results, how):
+        isa, native_slow = choose_isa(results, allowed)
+        timing = "; ".join(
+            f"{c} {r['ms']:.2f} ms" + (f" (blocked {r['direct_ms']:.2f} ms)"
+                                       if _valid_ms(r, "direct_ms") else "")
+            for c, r in results.items())
+        mode = ("oneDNN's direct kernel for the k x k convolutions" if native_slow else
+                "native convolutions" + ("" if allowed else f"; direct kernel not used: {why_not}"))
+        return done(isa, f"{how}: conv {timing}; {mode}", native_slow=native_slow)
+
+    results = cached()
+    if results:
+        return decide(results, f"cached for {key}")
     measure = measure or measure_isa
     with _locked(path):
-        cached = _machine_entry(read_cache(path), key).get("onednn_isa", {}).get("choice")
-        if cached in ISA_CANDIDATES:  # another process probed while we waited for the lock
-            return done(cached, f"cached for {key}")
+        results = cached()  # another process may have probed while we waited for the lock
+        if results:
+            return decide(results, f"cached for {key}")
         start = time.perf_counter()
         results = {}
         for candidate in ISA_CANDIDATES:
             result = measure(candidate)
-            if isinstance(result, dict) and isinstance(result.get("ms"), (int, float)):
+            if _valid_ms(result, "ms"):
                 results[candidate] = result
         if not results:
             return done("default", "probe failed (MindSpore's oneDNN library not usable); not cached")
-        best = min(results, key=lambda c: results[c]["ms"])
-        if "default" in results and results[best]["ms"] > ISA_MARGIN * results["default"]["ms"]:
-            best = "default"
+        isa, _ = choose_isa(results, allowed)
         _update_cache(path, key, "onednn_isa", {
-            "choice": best, "ms": {c: round(r["ms"], 3) for c, r in results.items()},
-            "impl": {c: r.get("impl", "?") for c, r in results.items()}})
-        timing = ", ".join(f"{c} {r['ms']:.2f} ms ({r.get('impl', '?')})" for c, r in results.items())
-        return done(best, f"probed in {time.perf_counter() - start:.1f} s: {timing}; cached in {path}")
+            "probe": ISA_PROBE_VERSION, "choice": isa,
+            "ms": {c: round(r["ms"], 3) for c, r in results.items()},
+            "direct_ms": {c: round(r["direct_ms"], 3) for c, r in results.items()
+                          if _valid_ms(r, "direct_ms")},
+            "impl": {c: r.get("impl", "?") for c, r in results.items()},
+            "direct_impl": {c: r.get("direct_impl", "?") for c, r in results.items()}})
+        return decide(results, f"probed in {time.perf_counter() - start:.1f} s, cached in {path}")
 
 
 def onednn_isa_record(path=None, machine=None):
@@ -320,10 +409,12 @@ def probe_batch(batch, in_ch, out_ch, k, h, w, cores):
 
 
 class ConvImplPolicy:
-    """``policy(in_ch, out_ch, k, h, w) -> "native" | "unfold"`` for the network builders.
+    """``policy(in_ch, out_ch, k, h, w) -> "native" | "unfold" | "onednn"`` for the network
+    builders.
 
-    ``choices`` maps ``(in_ch, out_ch, k, h, w)`` to the implementation; shapes not in it (and
-    every 1x1 kernel) get ``default``.
+    ``choices`` maps ``(in_ch, out_ch, k, h, w)`` to the implementation; shapes not in it get
+    ``default`` (1x1 kernels: ``native`` when the default is im2col, which a 1x1 kernel does not
+    need).
     """
 
     def __init__(self, choices=None, default="native"):
@@ -331,25 +422,30 @@ class ConvImplPolicy:
         self.default = default
 
     def __call__(self, in_ch, out_ch, k, h, w):
-        if k == 1:
-            return "native"
-        return self.choices.get((in_ch, out_ch, k, h, w), self.default)
+        shape = (in_ch, out_ch, k, h, w)
+        if shape in self.choices:
+            return self.choices[shape]
+        return "native" if k == 1 and self.default == "unfold" else self.default
 
     def summary(self, shapes):
-        """``"native x12, unfold x2 (64->512 3x3 @2x2)"`` over the given layer shapes."""
-        picks = [(s, self(*s)) for s in shapes]
-        native = sum(1 for _, impl in picks if impl == "native")
-        unfold = [s for s, impl in picks if impl == "unfold"]
-        text = f"native x{native}, unfold x{len(unfold)}"
-        if unfold:
-            names = sorted({f"{i}->{o} {k}x{k} @{h}x{w}" for i, o, k, h, w in unfold})
-            text += f" ({', '.join(names)})"
+        """``"native x10, onednn x2, unfold x2 (64->512 3x3 @2x2)"`` over the layer shapes (the
+        layers of the rarest implementation other than native are named)."""
+        picks = [(tuple(s), self(*s)) for s in shapes]
+        counts = {impl: sum(1 for _, i in picks if i == impl) for impl in CONV_IMPLS}
+        text = ", ".join(f"{impl} x{counts[impl]}" for impl in CONV_IMPLS
+                         if counts[impl] or impl != "onednn")
+        others = [impl for impl in CONV_IMPLS[1:] if 0 < counts[impl] <= len(picks) // 2]
+        if others:
+            rarest = min(others, key=lambda impl: counts[impl])
+            names = sorted({f"{i}->{o} {k}x{k} @{h}x{w}" for (i, o, k, h, w), impl in picks
+                            if impl == rarest})
+            text += f" ({rarest}: {', '.join(names)})"
         return text
 
 
 # in every conv cache key: probes of an older method are not reused (v2: the two implementations
 # timed in alternation, see kernel_probe.time_conv_impls)
-CONV_PROBE_VERSION = "v2"
+CONV_PROBE_VERSION = "v3"  # v3: oneDNN's direct kernel timed too, 1x1 kernels probed
 
 
 def _conv_key(isa, batch, shape):
@@ -358,16 +454,19 @@ def _conv_key(isa, batch, shape):
 
 
 def conv_impl_policy(shapes, batch, setting="auto", device_target="CPU", log=print, measure=None,
-                     path=None, machine=None, budget_s=CONV_PROBE_BUDGET_S):
-    """Choose native or im2col per convolution layer shape and log one line.
+                     path=None, machine=None, budget_s=CONV_PROBE_BUDGET_S, onednn=None):
+    """Choose the native op, im2col or oneDNN's direct kernel per convolution layer shape and
+    log one line.
 
     Args:
         shapes: the network's layers as ``(in_ch, out_ch, kernel, h, w)`` (input map size).
         batch: the batch the network will run at.
-        setting: ``auto`` | ``native`` | ``unfold`` (the config's ``conv_impl``);
+        setting: ``auto`` | ``native`` | ``unfold`` | ``onednn`` (the config's ``conv_impl``);
             ``ZOO_CONV_IMPL`` overrides it.
-        measure: ``measure(probe_shapes) -> [[native_ms, unfold_ms] or None]`` with
-            ``[batch, in, out, k, h, w]`` shapes (default :func:`measure_convs`, a child process).
+        measure: ``measure(probe_shapes, impls) -> [[native_ms, unfold_ms(, onednn_ms)] or
+            None]`` with ``[batch, in, out, k, h, w]`` shapes (default :func:`measure_convs`, a
+            child process); ``impls`` are the implementations to time.
+        onednn: ``(available, detail)`` of the oneDNN custom op (default: built / checked now).
     ``auto`` off CPU is native. Shapes the probe did not reach within ``budget_s`` stay native
     for this run and are probed by the next one. Returns a :class:`ConvImplPolicy`.
     """
@@ -375,61 +474,95 @@ def conv_impl_policy(shapes, batch, setting="auto", device_target="CPU", log=pri
     source, value = (CONV_ENV, os.environ[CONV_ENV]) if os.environ.get(CONV_ENV) \
         else ("conv_impl", setting)
     if value not in ("auto",) + CONV_IMPLS:
-        raise UserError(f"{source} must be auto, native or unfold, got {value!r}")
+        raise UserError(f"{source} must be one of auto, {', '.join(CONV_IMPLS)}, got {value!r}")
+    if value == "onednn" or (value == "auto" and device_target == "CPU" and onednn is None):
+        onednn = onednn or onednn_conv_available()
+    if value == "onednn":
+        if device_target != "CPU":
+            raise UserError(f"{source} onednn runs on CPU only (device_target {device_target}): "
+                            "use auto or native")
+        if not onednn[0]:
+            raise UserError(f"{source} onednn: the oneDNN convolution kernels cannot be built "
+                            f"here ({onednn[1]}); install g++ or use auto / native")
     if value != "auto":
         policy, reason = ConvImplPolicy(default=value), f"user-set: {source}={value}"
     elif device_target != "CPU":
         policy, reason = ConvImplPolicy(), f"native on {device_target}"
     else:
-        policy, reason = _probe_policy(shapes, batch, measure, path, machine, budget_s)
+        policy, reason = _probe_policy(shapes, batch, measure, path, machine, budget_s,
+                                       onednn[0])
     if log:
         log(f"conv_impl {value}, batch {batch}: {policy.summary(shapes)} ({reason})")
     return policy
 
 
-def _judge(pair):
-    """``"unfold"`` / ``"native"`` from probed ``[native_ms, unfold_ms]``; None if not a pair."""
-    if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(
-            isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0 for t in pair)):
+def _ms(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        and value > 0 else None
+
+
+def _judge(times, onednn=True, native=True):
+    """The implementation to use from probed ``[native_ms, unfold_ms(, onednn_ms)]`` (an entry
+    may be None: not timed). The reference is the native op (oneDNN's kernel where the native
+    one is not timed or not to be used: ``native=False``); another wins only when faster than
+    its margin times the reference, then the fastest such. None without a reference time."""
+    if not isinstance(times, (list, tuple)) or len(times) not in (2, 3):
         return None
-    return "unfold" if pair[1] < CONV_MARGIN * pair[0] else "native"
+    t = {impl: _ms(v) for impl, v in zip(CONV_IMPLS, times)}
+    t["native"] = t["native"] if native else None
+    t["onednn"] = t.get("onednn") if onednn else None
+    base = "native" if t["native"] else "onednn" if t["onednn"] else None
+    if base is None:
+        return None
+    margins = {"native": 1.0, "unfold": CONV_MARGIN, "onednn": ONEDNN_MARGIN}
+    wins = {impl: v for impl, v in t.items() if v and impl != base and v < margins[impl] * t[base]}
+    return min(wins, key=wins.get) if wins else base
 
 
-def _probe_policy(shapes, batch, measure, path, machine, budget_s):
+def _probe_policy(shapes, batch, measure, path, machine, budget_s, onednn):
     machine = machine or machine_info()
     path = path or cache_path()
     key = machine_key(machine)
     isa = os.environ.get(ONEDNN_ENV, "default")
-    todo = sorted({s for s in shapes if s[2] > 1})
+    # under an ISA where the native k x k op is slow (apply_onednn_isa says so), it is neither
+    # timed nor chosen: the k x k layers get oneDNN's direct kernel or im2col
+    native_kxk = os.environ.get(NATIVE_SLOW_ENV) != "1"
+    impls = (CONV_IMPLS[0] if native_kxk else NATIVE_1X1,) + CONV_IMPLS[1:(3 if onednn else 2)]
+    default = "native" if native_kxk else "onednn" if onednn else "unfold"
+    # 1x1 kernels have a choice only when the oneDNN kernel is there (im2col of 1x1 is the op)
+    todo = sorted({s for s in shapes if s[2] > 1 or onednn})
+
+    def judge(shape, times):
+        return _judge(times, onednn, native=native_kxk or shape[2] == 1)
 
     def lookup():
         cached = _machine_entry(read_cache(path), key).get("conv_impl", {})
-        found = {s: _judge(cached[_conv_key(isa, batch, s)].get("ms"))
+        found = {s: judge(s, cached[_conv_key(isa, batch, s)].get("ms"))
                  for s in todo if isinstance(cached.get(_conv_key(isa, batch, s)), dict)}
         return {s: c for s, c in found.items() if c in CONV_IMPLS}
 
     choices = lookup()
     if len(choices) == len(todo):
-        return ConvImplPolicy(choices), "cached"
+        return ConvImplPolicy(choices, default), "cached"
     with _locked(path):
         choices = lookup()
         missing = [s for s in todo if s not in choices]
         if not missing:
-            return ConvImplPolicy(choices), "cached"
+            return ConvImplPolicy(choices, default), "cached"
         start = time.perf_counter()
         probe_shapes = [(probe_batch(batch, *s, machine["cores"]),) + s for s in missing]
-        times = (measure or (lambda p: measure_convs(p, budget_s)))(probe_shapes)
+        times = (measure or (lambda p, i: measure_convs(p, budget_s, i)))(probe_shapes, impls)
         new = {}
-        for shape, probe_shape, pair in zip(missing, probe_shapes, times):
-            choice = _judge(pair)
+        for shape, probe_shape, probed in zip(missing, probe_shapes, times):
+            choice = judge(shape, probed)
             if choice:
                 new[_conv_key(isa, batch, shape)] = {
-                    "choice": choice, "ms": [round(float(t), 3) for t in pair],
-                    "probe_batch": probe_shape[0]}
+                    "choice": choice, "probe_batch": probe_shape[0],
+                    "ms": [round(float(t), 3) if _ms(t) else None for t in probed]}
                 choices[shape] = choice
         if new:
             _update_cache(path, key, "conv_impl", new)
     reason = f"probed {len(new)} shape(s) in {time.perf_counter() - start:.1f} s"
     if len(new) < len(missing):
-        reason += f", {len(missing) - len(new)} not reached (native now, probed next run)"
-    return ConvImplPolicy(choices), reason
+        reason += f", {len(missing) - len(new)} not reached ({default} now, probed next run)"
+    return ConvImplPolicy(choices, default), reason

@@ -11,9 +11,14 @@ from src.model_utils.cpu_tuning import apply_onednn_isa
 
 
 def entry_config(argv=None, default_config=DEFAULT_CONFIG, script_defaults=None, script_helps=None,
-                 log=print):
-    """``get_config(...)``, then the oneDNN ISA setting (one log line). Returns the config."""
+                 log=print, native_convs=False):
+    """``get_config(...)``, then the oneDNN ISA setting (one log line). Returns the config.
+
+    ``native_convs``: the process runs native convolutions whatever ``conv_impl`` says (export,
+    and preprocess / the inference pipeline, which run exported graphs), so the ISA is chosen
+    for them."""
     cfg = get_config(argv, default_config=default_config, script_defaults=script_defaults,
                      script_helps=script_helps)
-    apply_onednn_isa(cfg.get("onednn_isa", "auto"), log=log)
+    apply_onednn_isa(cfg.get("onednn_isa", "auto"), log=log,
+                     conv_impl="native" if native_convs else cfg.get("conv_impl", "auto"))
     return cfg

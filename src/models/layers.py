@@ -31,7 +31,8 @@ SMALL_MAP_POSITIONS = 16
 # use_unfold='small': output positions at or below which that batched im2col GEMM replaces the
 # native op (measured, batch 32: faster on 2x2 maps, slower than oneDNN from 4x4 up)
 TINY_MAP_POSITIONS = 4
-CONV_IMPLS = ("native", "unfold")  # Conv2d(impl=...): one layer's implementation
+# Conv2d(impl=...): one layer's implementation (onednn: src.models.onednn_conv, CPU only)
+CONV_IMPLS = ("native", "unfold", "onednn")
 
 
 class Conv2d(nn.Conv2d):
@@ -46,8 +47,10 @@ class Conv2d(nn.Conv2d):
             is available); False: the native op. Ignored for 1x1 kernels (a 1x1 convolution
             already is a GEMM in oneDNN). Same parameters, same results (to float rounding) and
             the same gradients as the native op in every mode.
-        impl (str or None): ``'native'`` or ``'unfold'`` (im2col + GEMM) for this layer; when
-            given it replaces ``use_unfold``. 1x1 kernels are always native.
+        impl (str or None): ``'native'``, ``'unfold'`` (im2col + GEMM; 1x1 kernels stay
+            native) or ``'onednn'`` (oneDNN's direct convolution on blocked layouts,
+            ``src.models.onednn_conv``: CPU, float32, stride 1, "same" padding, odd kernels) for
+            this layer; when given it replaces ``use_unfold``.
         weight_init, bias_init: as ``nn.Conv2d``.
 
     The im2col path: ``cols = unfold(x)`` is (N, C*k*k, L) with L = out_h * out_w; the weight
@@ -68,10 +71,18 @@ class Conv2d(nn.Conv2d):
         self.k = kernel_size
         self.conv_stride = stride
         self.conv_padding = padding
+        self.onednn_op = None
         if impl is not None:
             if impl not in CONV_IMPLS:
                 raise ValueError(f"impl must be one of {', '.join(CONV_IMPLS)}, got {impl!r}")
             use_unfold = impl == "unfold"
+            if impl == "onednn":
+                from src.models import onednn_conv
+                if not onednn_conv.supports(kernel_size, stride, padding):
+                    raise ValueError("impl 'onednn' needs stride 1, an odd kernel and padding "
+                                     f"kernel_size // 2, got kernel {kernel_size}, stride "
+                                     f"{stride}, padding {padding}")
+                self.onednn_op = onednn_conv.conv2d_op()
         if isinstance(use_unfold, str):
             if use_unfold != "small":
                 raise ValueError(f"use_unfold must be True, False or 'small', got {use_unfold!r}")
@@ -82,6 +93,9 @@ class Conv2d(nn.Conv2d):
         self.unfold_small_maps = small_maps and kernel_size > 1  # im2col on tiny maps
 
     def construct(self, x):
+        if self.onednn_op is not None:
+            out = self.onednn_op(x, self.weight)
+            return ops.bias_add(out, self.bias) if self.has_bias else out
         if not self.unfold_small_maps:
             return super().construct(x)
         n, _, h, w = x.shape

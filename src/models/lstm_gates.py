@@ -13,71 +13,24 @@ builds the network with ``gate_impl: native``), so MindIR / ONNX run anywhere.
 
 Importing this module costs nothing: MindSpore is imported on first use.
 """
-import hashlib
 import os
-import shutil
-import subprocess
-import sys
-import threading
+
+from src.models.custom_ops import AotLibrary
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lstm_gates.cc")
 # no -ffast-math: inf / NaN must survive (a diverging run has to show a non-finite loss); the
 # kernels' own exp vectorises without it
 CXX_FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-shared", "-fPIC", "-std=c++14")
-BUILD_TIMEOUT_S = 120
-
-_lock = threading.Lock()
-_state = {}
-
-
-def library_path(cxx):
-    from src.model_utils.cpu_tuning import cache_path, machine_info
-    with open(SOURCE, "rb") as f:
-        digest = hashlib.sha256(f.read())
-    digest.update("|".join((cxx,) + CXX_FLAGS).encode())
-    digest.update(" ".join(sorted(machine_info()["flags"])).encode())  # -march=native: per ISA
-    return os.path.join(os.path.dirname(cache_path()), f"lstm_gates-{digest.hexdigest()[:16]}.so")
-
-
-def build():
-    """``(path of the compiled library, None)`` (built now if needed) or ``(None, reason)``."""
-    if sys.platform != "linux":
-        return None, "needs Linux (MindSpore's CPU custom ops)"
-    cxx = os.environ.get("CXX") or "g++"
-    if not shutil.which(cxx):
-        return None, f"no C++ compiler ({cxx}) on PATH"
-    out = library_path(cxx)
-    if os.path.exists(out):
-        return out, None
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmp = f"{out}.{os.getpid()}.tmp"
-    try:
-        proc = subprocess.run([cxx, *CXX_FLAGS, "-o", tmp, SOURCE], capture_output=True, text=True,
-                              timeout=BUILD_TIMEOUT_S, check=False)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return None, f"{cxx} failed: {err}"
-    if proc.returncode != 0:
-        return None, f"{cxx} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}"
-    os.replace(tmp, out)
-    return out, None
+LIBRARY = AotLibrary(SOURCE, CXX_FLAGS)
 
 
 def availability():
     """``(True, library path)`` or ``(False, why not)``; built once per process."""
-    with _lock:
-        if "available" not in _state:
-            if os.environ.get("ZOO_NO_CUSTOM_OPS"):
-                _state["available"] = (False, "ZOO_NO_CUSTOM_OPS is set")
-            else:
-                path, reason = build()
-                _state["available"] = (path is not None, path or reason)
-        return _state["available"]
+    return LIBRARY.availability()
 
 
 def _make_op():
-    ok, path = availability()
-    if not ok:
-        raise RuntimeError(f"the fused LSTM gate kernels are not available here: {path}")
+    path = LIBRARY.require("the fused LSTM gate kernels")
     import mindspore.ops as ops
 
     def like_state(z, c, *rest):  # h' and c': the state's shape and dtype
@@ -96,13 +49,7 @@ def _make_op():
 
 def lstm_gates_op():
     """The fused forward op (a ``Custom`` primitive with its bprop); one per process."""
-    with _lock:
-        if "op" in _state:
-            return _state["op"]
-    op = _make_op()
-    with _lock:
-        _state.setdefault("op", op)
-        return _state["op"]
+    return LIBRARY.cached_op("forward", _make_op)
 
 
 GATE_IMPLS = ("native", "fused")

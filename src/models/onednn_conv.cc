@@ -1,0 +1,381 @@
+// Stride-1 "same" 2-D convolution (odd kernels, no bias, float32, NCHW) as three MindSpore AOT
+// custom ops for the CPU -- forward, gradient of the input, gradient of the weights -- run by the
+// oneDNN library MindSpore itself ships (mindspore/lib/libdnnl.so.3).
+//
+// Why: MindSpore's CPU Conv2D hands oneDNN plain NCHW memory, so oneDNN can only choose its
+// im2col + GEMM kernel (or, on AVX-512 machines, a much slower plain-layout kernel). Created with
+// "any" memory formats, the same library picks its direct convolutions on blocked layouts
+// (nChw8c / nChw16c, what PyTorch gets from it); the plain tensors are reordered to and from
+// those layouts around each call. The ISA cap (ONEDNN_MAX_CPU_ISA) applies as to MindSpore's
+// own kernels: it is the same library instance.
+//
+// oneDNN's C API is declared below (only what this file uses; the values are those of oneDNN
+// 3.x, whose C ABI is stable within the major version). MindSpore builds oneDNN with its
+// "threadpool" CPU runtime, so the stream gets a thread pool of our own (class Pool).
+//
+// AOT calling convention (MindSpore 2.x): params = inputs then outputs, float32, contiguous;
+// return 0 on success.
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include <sched.h>
+
+extern "C" {
+typedef struct dnnl_engine *dnnl_engine_t;
+typedef struct dnnl_stream *dnnl_stream_t;
+typedef struct dnnl_memory_desc *dnnl_memory_desc_t;
+typedef const struct dnnl_memory_desc *const_dnnl_memory_desc_t;
+typedef struct dnnl_primitive_desc *dnnl_primitive_desc_t;
+typedef const struct dnnl_primitive_desc *const_dnnl_primitive_desc_t;
+typedef struct dnnl_primitive *dnnl_primitive_t;
+typedef const struct dnnl_primitive *const_dnnl_primitive_t;
+typedef struct dnnl_memory *dnnl_memory_t;
+typedef const struct dnnl_primitive_attr *const_dnnl_primitive_attr_t;
+typedef int64_t dnnl_dims_t[12];
+typedef int dnnl_status_t;  // enums are int-sized in the C ABI
+struct dnnl_exec_arg_t {
+  int arg;
+  dnnl_memory_t memory;
+};
+
+dnnl_status_t dnnl_engine_create(dnnl_engine_t *engine, int kind, size_t index);
+dnnl_status_t dnnl_threadpool_interop_stream_create(dnnl_stream_t *stream, dnnl_engine_t engine,
+                                                    void *threadpool);
+dnnl_status_t dnnl_stream_wait(dnnl_stream_t stream);
+dnnl_status_t dnnl_memory_desc_create_with_tag(dnnl_memory_desc_t *md, int ndims,
+                                               const dnnl_dims_t dims, int data_type, int tag);
+dnnl_status_t dnnl_memory_desc_destroy(dnnl_memory_desc_t md);
+int dnnl_memory_desc_equal(const_dnnl_memory_desc_t lhs, const_dnnl_memory_desc_t rhs);
+size_t dnnl_memory_desc_get_size(const_dnnl_memory_desc_t md);
+dnnl_status_t dnnl_memory_create(dnnl_memory_t *memory, const_dnnl_memory_desc_t md,
+                                 dnnl_engine_t engine, void *handle);
+dnnl_status_t dnnl_memory_set_data_handle(dnnl_memory_t memory, void *handle);
+dnnl_status_t dnnl_convolution_forward_primitive_desc_create(
+    dnnl_primitive_desc_t *pd, dnnl_engine_t engine, int prop_kind, int alg_kind,
+    const_dnnl_memory_desc_t src, const_dnnl_memory_desc_t weights, const_dnnl_memory_desc_t bias,
+    const_dnnl_memory_desc_t dst, const dnnl_dims_t strides, const dnnl_dims_t dilates,
+    const dnnl_dims_t padding_l, const dnnl_dims_t padding_r, const_dnnl_primitive_attr_t attr);
+dnnl_status_t dnnl_convolution_backward_data_primitive_desc_create(
+    dnnl_primitive_desc_t *pd, dnnl_engine_t engine, int alg_kind,
+    const_dnnl_memory_desc_t diff_src, const_dnnl_memory_desc_t weights,
+    const_dnnl_memory_desc_t diff_dst, const dnnl_dims_t strides, const dnnl_dims_t dilates,
+    const dnnl_dims_t padding_l, const dnnl_dims_t padding_r, const_dnnl_primitive_desc_t hint,
+    const_dnnl_primitive_attr_t attr);
+dnnl_status_t dnnl_convolution_backward_weights_primitive_desc_create(
+    dnnl_primitive_desc_t *pd, dnnl_engine_t engine, int alg_kind, const_dnnl_memory_desc_t src,
+    const_dnnl_memory_desc_t diff_weights, const_dnnl_memory_desc_t diff_bias,
+    const_dnnl_memory_desc_t diff_dst, const dnnl_dims_t strides, const dnnl_dims_t dilates,
+    const dnnl_dims_t padding_l, const dnnl_dims_t padding_r, const_dnnl_primitive_desc_t hint,
+    const_dnnl_primitive_attr_t attr);
+dnnl_status_t dnnl_reorder_primitive_desc_create(dnnl_primitive_desc_t *pd,
+                                                 const_dnnl_memory_desc_t src, dnnl_engine_t se,
+                                                 const_dnnl_memory_desc_t dst, dnnl_engine_t de,
+                                                 const_dnnl_primitive_attr_t attr);
+const_dnnl_memory_desc_t dnnl_primitive_desc_query_md(const_dnnl_primitive_desc_t pd, int what,
+                                                      int index);
+dnnl_status_t dnnl_primitive_create(dnnl_primitive_t *primitive, const_dnnl_primitive_desc_t pd);
+dnnl_status_t dnnl_primitive_execute(const_dnnl_primitive_t primitive, dnnl_stream_t stream,
+                                     int nargs, const dnnl_exec_arg_t *args);
+}
+
+namespace {
+
+// oneDNN 3.x enum values (dnnl_types.h / dnnl_common_types.h)
+constexpr int kCpu = 1, kF32 = 3, kAny = 1, kAbcd = 5;
+constexpr int kForwardTraining = 64, kDirect = 1;
+constexpr int kQuerySrc = 129, kQueryDiffSrc = 130, kQueryWeights = 131, kQueryDiffWeights = 132,
+              kQueryDst = 133, kQueryDiffDst = 134;
+constexpr int kArgSrc = 1, kArgDst = 17, kArgWeights = 33, kArgDiffSrc = 129, kArgDiffDst = 145,
+              kArgDiffWeights = 161;
+
+// The vtable of dnnl::threadpool_interop::threadpool_iface (dnnl_threadpool_iface.hpp):
+// get_num_threads, get_in_parallel, parallel_for, get_flags, wait, destructor.
+struct ThreadpoolIface {
+  virtual int get_num_threads() const = 0;
+  virtual bool get_in_parallel() const = 0;
+  virtual void parallel_for(int n, const std::function<void(int, int)> &fn) = 0;
+  virtual uint64_t get_flags() const = 0;  // 0: synchronous
+  virtual void wait() {}
+  virtual ~ThreadpoolIface() = default;
+};
+
+thread_local bool in_parallel = false;
+
+// The calling thread and (threads - 1) helpers share the n tasks of a parallel_for through an
+// atomic counter. While an op runs (set_active(true) .. set_active(false)) the helpers spin for
+// the next parallel_for (oneDNN issues several per primitive, plus the reorders); between ops
+// they sleep on a condition variable at once, so they never compete for the cores with
+// MindSpore's own kernels (spinning between ops made a Tiny-DarkNet step ~15 % slower).
+class Pool final : public ThreadpoolIface {
+ public:
+  explicit Pool(int threads) : threads_(threads < 1 ? 1 : threads) {
+    for (int t = 1; t < threads_; ++t) helpers_.emplace_back([this] { loop(); });
+  }
+  ~Pool() override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+      ++generation_;
+    }
+    wake_.notify_all();
+    for (auto &h : helpers_) h.join();
+  }
+  void set_active(bool active) {
+    if (active) {
+      active_.store(true);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    active_.store(false);  // helpers that spin see it and go to sleep
+  }
+  int get_num_threads() const override { return threads_; }
+  bool get_in_parallel() const override { return in_parallel; }
+  uint64_t get_flags() const override { return 0; }
+  void parallel_for(int n, const std::function<void(int, int)> &fn) override {
+    if (n <= 0) return;
+    if (n == 1 || threads_ == 1 || in_parallel) {
+      for (int i = 0; i < n; ++i) fn(i, n);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      fn_ = &fn;
+      n_ = n;
+      next_.store(0);
+      pending_.store(threads_ - 1);
+      generation_.fetch_add(1);
+    }
+    wake_.notify_all();
+    work();
+    while (pending_.load(std::memory_order_acquire) > 0) std::this_thread::yield();
+    fn_ = nullptr;
+  }
+
+ private:
+  void work() {
+    in_parallel = true;
+    for (int i; (i = next_.fetch_add(1)) < n_;) (*fn_)(i, n_);
+    in_parallel = false;
+  }
+  void loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      for (int spin = 0; spin < 20000 && generation_.load() == seen && active_.load(); ++spin)
+        __builtin_ia32_pause();
+      if (generation_.load() == seen) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_.load() != seen; });
+      }
+      seen = generation_.load();
+      if (stop_) return;
+      work();
+      pending_.fetch_sub(1, std::memory_order_release);
+    }
+  }
+  const int threads_;
+  std::vector<std::thread> helpers_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> next_{0}, pending_{0};
+  std::atomic<bool> active_{false};
+  const std::function<void(int, int)> *fn_ = nullptr;
+  int n_ = 0;
+  bool stop_ = false;
+};
+
+int usable_cores() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+  unsigned n = std::thread::hardware_concurrency();
+  return n ? static_cast<int>(n) : 1;
+}
+
+// A tensor as the caller holds it (plain NCHW / OIHW) and as the primitive wants it; when the
+// two differ, a reorder primitive and a buffer of the primitive's layout.
+struct Operand {
+  dnnl_memory_t user = nullptr, inner = nullptr;
+  dnnl_primitive_t reorder = nullptr;
+  std::vector<char> buffer;
+};
+
+enum Kind { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
+
+// one primitive for one kind and shape, with its three operands (two inputs, one output)
+struct Plan {
+  dnnl_primitive_t primitive = nullptr;
+  Operand in0, in1, out;
+  int arg_in0 = 0, arg_in1 = 0, arg_out = 0;
+};
+
+struct Runtime {
+  dnnl_engine_t engine = nullptr;
+  dnnl_stream_t stream = nullptr;
+  std::unique_ptr<Pool> pool;
+  std::map<std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>,
+           std::unique_ptr<Plan>>
+      plans;
+  std::mutex mutex;  // one call at a time: the plans' buffers and the stream are shared
+};
+
+Runtime *runtime() {
+  static Runtime *rt = [] {
+    auto *r = new Runtime();  // never destroyed: the helpers live as long as the process
+    const char *env = std::getenv("ZOO_ONEDNN_THREADS");
+    r->pool.reset(new Pool(env && std::atoi(env) > 0 ? std::atoi(env) : usable_cores()));
+    if (dnnl_engine_create(&r->engine, kCpu, 0) != 0 ||
+        dnnl_threadpool_interop_stream_create(&r->stream, r->engine, r->pool.get()) != 0)
+      r->engine = nullptr;
+    return r;
+  }();
+  return rt->engine ? rt : nullptr;
+}
+
+dnnl_memory_desc_t make_md(const dnnl_dims_t dims, int tag) {
+  dnnl_memory_desc_t md = nullptr;
+  if (dnnl_memory_desc_create_with_tag(&md, 4, dims, kF32, tag) != 0) return nullptr;
+  return md;
+}
+
+// user: plain layout; wanted: the primitive's; to_inner: reorder user -> inner (an input) or
+// inner -> user (the output)
+bool bind(Runtime *rt, Operand *op, const_dnnl_memory_desc_t user, const_dnnl_memory_desc_t wanted,
+          bool to_inner) {
+  if (dnnl_memory_create(&op->user, user, rt->engine, nullptr) != 0) return false;
+  if (dnnl_memory_desc_equal(user, wanted)) return true;
+  op->buffer.resize(dnnl_memory_desc_get_size(wanted) + 64);
+  void *aligned = reinterpret_cast<void *>(
+      (reinterpret_cast<uintptr_t>(op->buffer.data()) + 63) & ~static_cast<uintptr_t>(63));
+  if (dnnl_memory_create(&op->inner, wanted, rt->engine, aligned) != 0) return false;
+  dnnl_primitive_desc_t pd = nullptr;
+  const_dnnl_memory_desc_t src = to_inner ? user : wanted, dst = to_inner ? wanted : user;
+  if (dnnl_reorder_primitive_desc_create(&pd, src, rt->engine, dst, rt->engine, nullptr) != 0)
+    return false;
+  return dnnl_primitive_create(&op->reorder, pd) == 0;  // pd kept alive (owned by the plan)
+}
+
+// x (n, c, h, w), w (o, c, k, k), y (n, o, h, w): the shapes of all three kinds
+std::unique_ptr<Plan> make_plan(Runtime *rt, int kind, int64_t n, int64_t c, int64_t h, int64_t w,
+                                int64_t o, int64_t k) {
+  const dnnl_dims_t x_dims = {n, c, h, w}, w_dims = {o, c, k, k}, y_dims = {n, o, h, w};
+  const dnnl_dims_t strides = {1, 1}, dilates = {0, 0};
+  const dnnl_dims_t pad_l = {(k - 1) / 2, (k - 1) / 2}, pad_r = {k - 1 - (k - 1) / 2, k - 1 - (k - 1) / 2};
+  dnnl_memory_desc_t x_plain = make_md(x_dims, kAbcd), w_plain = make_md(w_dims, kAbcd),
+                     y_plain = make_md(y_dims, kAbcd), x_any = make_md(x_dims, kAny),
+                     w_any = make_md(w_dims, kAny), y_any = make_md(y_dims, kAny);
+  if (!x_plain || !w_plain || !y_plain || !x_any || !w_any || !y_any) return nullptr;
+  dnnl_primitive_desc_t fwd = nullptr, pd = nullptr;
+  if (dnnl_convolution_forward_primitive_desc_create(&fwd, rt->engine, kForwardTraining, kDirect,
+                                                     x_any, w_any, nullptr, y_any, strides,
+                                                     dilates, pad_l, pad_r, nullptr) != 0)
+    return nullptr;
+  auto plan = std::unique_ptr<Plan>(new Plan());
+  bool ok = true;
+  if (kind == kForward) {
+    pd = fwd;
+    plan->arg_in0 = kArgSrc, plan->arg_in1 = kArgWeights, plan->arg_out = kArgDst;
+    ok = bind(rt, &plan->in0, x_plain, dnnl_primitive_desc_query_md(pd, kQuerySrc, 0), true) &&
+         bind(rt, &plan->in1, w_plain, dnnl_primitive_desc_query_md(pd, kQueryWeights, 0), true) &&
+         bind(rt, &plan->out, y_plain, dnnl_primitive_desc_query_md(pd, kQueryDst, 0), false);
+  } else if (kind == kBackwardData) {  // inputs dy, w -> dx
+    ok = dnnl_convolution_backward_data_primitive_desc_create(&pd, rt->engine, kDirect, x_any,
+                                                              w_any, y_any, strides, dilates,
+                                                              pad_l, pad_r, fwd, nullptr) == 0;
+    plan->arg_in0 = kArgDiffDst, plan->arg_in1 = kArgWeights, plan->arg_out = kArgDiffSrc;
+    ok = ok &&
+         bind(rt, &plan->in0, y_plain, dnnl_primitive_desc_query_md(pd, kQueryDiffDst, 0), true) &&
+         bind(rt, &plan->in1, w_plain, dnnl_primitive_desc_query_md(pd, kQueryWeights, 0), true) &&
+         bind(rt, &plan->out, x_plain, dnnl_primitive_desc_query_md(pd, kQueryDiffSrc, 0), false);
+  } else {  // inputs x, dy -> dw
+    ok = dnnl_convolution_backward_weights_primitive_desc_create(
+             &pd, rt->engine, kDirect, x_any, w_any, nullptr, y_any, strides, dilates, pad_l,
+             pad_r, fwd, nullptr) == 0;
+    plan->arg_in0 = kArgSrc, plan->arg_in1 = kArgDiffDst, plan->arg_out = kArgDiffWeights;
+    ok = ok &&
+         bind(rt, &plan->in0, x_plain, dnnl_primitive_desc_query_md(pd, kQuerySrc, 0), true) &&
+         bind(rt, &plan->in1, y_plain, dnnl_primitive_desc_query_md(pd, kQueryDiffDst, 0), true) &&
+         bind(rt, &plan->out, w_plain,
+              dnnl_primitive_desc_query_md(pd, kQueryDiffWeights, 0), false);
+  }
+  if (!ok || dnnl_primitive_create(&plan->primitive, pd) != 0) return nullptr;
+  return plan;  // descriptors are leaked on purpose: a handful per shape, kept for the process
+}
+
+bool reorder(Runtime *rt, Operand *op, bool to_inner) {
+  if (!op->reorder) return true;
+  const dnnl_exec_arg_t args[2] = {{kArgSrc, to_inner ? op->user : op->inner},
+                                   {kArgDst, to_inner ? op->inner : op->user}};
+  return dnnl_primitive_execute(op->reorder, rt->stream, 2, args) == 0;
+}
+
+dnnl_memory_t used(const Operand &op) { return op.inner ? op.inner : op.user; }
+
+// forward: params (x, w, y); backward data: (dy, w, x, dx); backward weights: (x, dy, w, dw) --
+// the third input of a gradient only gives its output's shape (its data is not read)
+int run(int kind, int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  const int expected = kind == kForward ? 3 : 4;
+  if (nparam != expected) return 1;
+  for (int i = 0; i < nparam; ++i)
+    if (ndims[i] != 4 || !dtypes || !dtypes[i] || std::strcmp(dtypes[i], "float32") != 0) return 1;
+  void *out = params[nparam - 1];
+  const int64_t *x = kind == kBackwardData ? shapes[2] : shapes[0];
+  const int64_t *wt = kind == kBackwardWeights ? shapes[2] : shapes[1];
+  const int64_t n = x[0], c = x[1], h = x[2], w = x[3], o = wt[0], k = wt[2];
+  if (wt[1] != c || wt[3] != k || k % 2 != 1) return 2;
+  Runtime *rt = runtime();
+  if (!rt) return 3;
+  std::lock_guard<std::mutex> lock(rt->mutex);
+  rt->pool->set_active(true);
+  struct Idle {  // helpers sleep again however this call returns
+    Pool *pool;
+    ~Idle() { pool->set_active(false); }
+  } idle{rt->pool.get()};
+  auto key = std::make_tuple(kind, n, c, h, w, o, k);
+  auto it = rt->plans.find(key);
+  if (it == rt->plans.end()) {
+    auto plan = make_plan(rt, kind, n, c, h, w, o, k);
+    if (!plan) return 4;
+    it = rt->plans.emplace(key, std::move(plan)).first;
+  }
+  Plan *p = it->second.get();
+  if (dnnl_memory_set_data_handle(p->in0.user, params[0]) != 0 ||
+      dnnl_memory_set_data_handle(p->in1.user, params[1]) != 0 ||
+      dnnl_memory_set_data_handle(p->out.user, out) != 0)
+    return 5;
+  if (!reorder(rt, &p->in0, true) || !reorder(rt, &p->in1, true)) return 6;
+  const dnnl_exec_arg_t args[3] = {
+      {p->arg_in0, used(p->in0)}, {p->arg_in1, used(p->in1)}, {p->arg_out, used(p->out)}};
+  if (dnnl_primitive_execute(p->primitive, rt->stream, 3, args) != 0) return 7;
+  if (!reorder(rt, &p->out, false)) return 8;
+  return dnnl_stream_wait(rt->stream) == 0 ? 0 : 9;
+}
+
+}  // namespace
+
+extern "C" {
+// (x, w) -> y
+int ConvForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
+                void *, void *) {
+  return run(kForward, nparam, params, ndims, shapes, dtypes);
+}
+// (dy, w) -> dx
+int ConvBackwardData(int nparam, void **params, int *ndims, int64_t **shapes,
+                     const char **dtypes, void *, void *) {
+  return run(kBackwardData, nparam, params, ndims, shapes, dtypes);
+}
+// (x, dy) -> dw
+int ConvBackwardWeights(int nparam, void **params, int *ndims, int64_t **shapes,
+                        const char **dtypes, void *, void *) {
+  return run(kBackwardWeights, nparam, params, ndims, shapes, dtypes);
+}
+}
