@@ -374,8 +374,10 @@ def main(argv=None):
     if not (args.row_process and args.framework == "torch"):
         # before MindSpore is imported; a training row chooses for its own conv_impl, this process
         # for the native convolutions of the exported graphs it times
+        from src.models import onednn_conv
         applied = cpu_tuning.apply_onednn_isa(
-            args.onednn_isa, log=_log, conv_impl=args.conv_impl[0] if args.row_process else "native")
+            args.onednn_isa, log=_log, conv_impl=args.conv_impl[0] if args.row_process else "native",
+            direct_kernel=onednn_conv.availability)
         import mindspore as ms
         ms.set_device("CPU")
         ms.set_context(mode=ms.GRAPH_MODE)

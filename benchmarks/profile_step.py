@@ -125,7 +125,8 @@ def main(argv=None):
         parser.error("--steps and --warmup must be >= 1")
     out = args.out or os.path.join("/tmp", f"profile_{args.row}_{os.getpid()}")
     from src.model_utils.cpu_tuning import apply_onednn_isa
-    apply_onednn_isa(log=print)
+    from src.models import onednn_conv
+    apply_onednn_isa(log=print, direct_kernel=onednn_conv.availability)
     step_ms = profile_row(args.row, args.warmup, args.steps, out)
     files = glob.glob(os.path.join(out, "*", "FRAMEWORK", "cpu_op_execute_timestamp_*.txt"))
     if not files:

@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_ROWS = ("tinydarknet_32", "tinydarknet_224", "convlstm_paper", "convlstm_cpu")
 DATA_ROWS = ("cifar10_train_32", "imagefolder_train_224", "moving_mnist_train")
 EXPORT_ROWS = ("tinydarknet_224", "tinydarknet_32", "convlstm_paper")
-CONV_IMPLS = ("auto", "native", "unfold")  # the benchmark's default --conv_impl
+CONV_IMPLS = ("auto", "native", "unfold", "onednn")  # the benchmark's default --conv_impl
 
 
 def _positive(row, *keys):

@@ -202,14 +202,15 @@ def test_isa_record_of_an_older_probe_is_measured_again():
 @pytest.mark.parametrize("conv_impl, allowed", [("auto", True), ("onednn", True),
                                                 ("native", False), ("unfold", False)])
 def test_direct_kernel_allowed_only_for_auto_and_onednn(monkeypatch, conv_impl, allowed):
-    monkeypatch.setattr(ct, "onednn_conv_available", lambda: (True, "lib"))
-    assert ct._direct_allowed(conv_impl)[0] is allowed
+    kernel = lambda: (True, "lib")  # noqa: E731
+    assert ct._direct_allowed(conv_impl, kernel)[0] is allowed
+    not_offered = ct.NO_DIRECT_KERNEL if allowed else (False, f"conv_impl {conv_impl}")
+    assert ct._direct_allowed(conv_impl, None) == not_offered
     monkeypatch.setenv(ct.CONV_ENV, "native")  # the environment overrides the config
-    assert ct._direct_allowed(conv_impl)[0] is False
+    assert ct._direct_allowed(conv_impl, kernel)[0] is False
     monkeypatch.delenv(ct.CONV_ENV)
-    monkeypatch.setattr(ct, "onednn_conv_available", lambda: (False, "no C++ compiler"))
-    assert ct._direct_allowed(conv_impl) == (False, "no C++ compiler" if allowed else
-                                             f"conv_impl {conv_impl}")
+    assert ct._direct_allowed(conv_impl, lambda: (False, "no C++ compiler")) == (
+        False, "no C++ compiler" if allowed else f"conv_impl {conv_impl}")
 
 
 # ------------------------------------------------------------------ conv implementation

@@ -224,13 +224,6 @@ def measure_isa(candidate, timeout=10.0):
     return _run_probe(["isa", lib, str(ISA_PROBE_BUDGET_S)], env, timeout)
 
 
-def onednn_conv_available():
-    """``(True, library)`` or ``(False, why not)`` for the oneDNN convolution custom op (built
-    on first use; no MindSpore import)."""
-    from src.models import onednn_conv
-    return onednn_conv.availability()
-
-
 def measure_convs(shapes, budget_s=CONV_PROBE_BUDGET_S, impls=CONV_IMPLS):
     """[[native_ms, unfold_ms, onednn_ms] or None] for ``[batch, in, out, k, h, w]`` shapes
     (child process with the current environment, so the oneDNN cap applied here applies there)."""
@@ -283,17 +276,22 @@ def choose_isa(results, direct_allowed):
     return fastest, plain.get(fastest, float("inf")) > NATIVE_SLOW_FACTOR * plain[best]
 
 
-def _direct_allowed(conv_impl):
-    """(allowed, why not): oneDNN's direct kernel can serve the convolutions of this process."""
+NO_DIRECT_KERNEL = (False, "oneDNN conv kernel not offered by this entry point")
+
+
+def _direct_allowed(conv_impl, direct_kernel):
+    """(allowed, why not): oneDNN's direct kernel can serve the convolutions of this process.
+    ``direct_kernel() -> (available, detail)`` is the kernel's availability (the caller's:
+    ``src.models.onednn_conv.availability``; this module does not import the models)."""
     setting = os.environ.get(CONV_ENV) or conv_impl
     if setting not in ("auto", "onednn"):
         return False, f"conv_impl {setting}"
-    ok, detail = onednn_conv_available()
+    ok, detail = direct_kernel() if direct_kernel else NO_DIRECT_KERNEL
     return ok, None if ok else detail
 
 
 def apply_onednn_isa(setting="auto", log=print, measure=None, path=None, machine=None,
-                     mindspore_loaded=None, conv_impl="auto", direct=None):
+                     mindspore_loaded=None, conv_impl="auto", direct_kernel=None, direct=None):
     """Put the fastest oneDNN ISA cap for this CPU into ``ONEDNN_MAX_CPU_ISA`` (call before
     MindSpore is imported) and log one line saying what was applied and why.
 
@@ -302,8 +300,9 @@ def apply_onednn_isa(setting="auto", log=print, measure=None, path=None, machine
     or None``, default :func:`measure_isa`), cached for this machine, judged by
     :func:`choose_isa`. ``conv_impl`` is the process's convolution setting: only ``auto`` /
     ``onednn`` let the choice rely on oneDNN's direct kernel (entry points that run exported
-    graphs pass ``native``). ``direct``: ``(available, detail)`` of that kernel (default: built /
-    checked now). When the choice makes the native k x k convolution slow, ``ZOO_NATIVE_CONV_SLOW``
+    graphs pass ``native``). ``direct_kernel() -> (available, detail)``: that kernel's
+    availability (``src.models.onednn_conv.availability``; None: not offered); ``direct``
+    replaces the whole test with a given ``(allowed, why not)``. When the choice makes the native k x k convolution slow, ``ZOO_NATIVE_CONV_SLOW``
     is set (the conv policy then uses the direct kernel or im2col for every k x k layer). In a
     process that already imported MindSpore nothing is changed (oneDNN may have read the
     variable already, and the conv choices are keyed by it). Returns {"isa", "reason", "direct"}.
@@ -338,7 +337,7 @@ def apply_onednn_isa(setting="auto", log=print, measure=None, path=None, machine
     machine = machine or machine_info()
     if not any(flag.startswith("avx512") for flag in machine["flags"]):
         return done("default", "CPU without AVX-512: nothing to choose")
-    allowed, why_not = direct if direct is not None else _direct_allowed(conv_impl)
+    allowed, why_not = direct if direct is not None else _direct_allowed(conv_impl, direct_kernel)
     path = path or cache_path()
     key = machine_key(machine)
 
@@ -466,7 +465,8 @@ def conv_impl_policy(shapes, batch, setting="auto", device_target="CPU", log=pri
         measure: ``measure(probe_shapes, impls) -> [[native_ms, unfold_ms(, onednn_ms)] or
             None]`` with ``[batch, in, out, k, h, w]`` shapes (default :func:`measure_convs`, a
             child process); ``impls`` are the implementations to time.
-        onednn: ``(available, detail)`` of the oneDNN custom op (default: built / checked now).
+        onednn: ``(available, detail)`` of the oneDNN custom op, or a callable returning it
+            (``src.models.onednn_conv.availability``); None: not available.
     ``auto`` off CPU is native. Shapes the probe did not reach within ``budget_s`` stay native
     for this run and are probed by the next one. Returns a :class:`ConvImplPolicy`.
     """
@@ -475,8 +475,9 @@ def conv_impl_policy(shapes, batch, setting="auto", device_target="CPU", log=pri
         else ("conv_impl", setting)
     if value not in ("auto",) + CONV_IMPLS:
         raise UserError(f"{source} must be one of auto, {', '.join(CONV_IMPLS)}, got {value!r}")
-    if value == "onednn" or (value == "auto" and device_target == "CPU" and onednn is None):
-        onednn = onednn or onednn_conv_available()
+    onednn = (onednn() if callable(onednn) else onednn) if value in ("auto", "onednn") \
+        and device_target == "CPU" else None
+    onednn = onednn or (False, "the oneDNN conv kernel was not offered")
     if value == "onednn":
         if device_target != "CPU":
             raise UserError(f"{source} onednn runs on CPU only (device_target {device_target}): "

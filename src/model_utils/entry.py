@@ -19,6 +19,8 @@ def entry_config(argv=None, default_config=DEFAULT_CONFIG, script_defaults=None,
     for them."""
     cfg = get_config(argv, default_config=default_config, script_defaults=script_defaults,
                      script_helps=script_helps)
+    from src.models import onednn_conv  # standard library only: MindSpore is not imported
     apply_onednn_isa(cfg.get("onednn_isa", "auto"), log=log,
-                     conv_impl="native" if native_convs else cfg.get("conv_impl", "auto"))
+                     conv_impl="native" if native_convs else cfg.get("conv_impl", "auto"),
+                     direct_kernel=onednn_conv.availability)
     return cfg

@@ -124,14 +124,16 @@ def create_model(name, **kwargs):
 
 
 def conv_policy(cfg, batch_size=None, log=print):
-    """Which implementation (native / im2col) each convolution of the configured network uses:
+    """Which implementation (native / im2col / oneDNN's direct kernel) each convolution of the
+    configured network uses:
     ``conv_impl`` auto = measured per layer shape on this machine at ``batch_size`` (default the
     training batch) and cached (``src.model_utils.cpu_tuning``); native / unfold = every layer.
     ``ZOO_CONV_IMPL`` overrides the config. Logs one line."""
     from src.model_utils.cpu_tuning import conv_impl_policy
+    from src.models import onednn_conv
     shapes = get_model_spec(cfg.model_name).conv_shapes(cfg)
     return conv_impl_policy(shapes, batch_size or cfg.batch_size, cfg.conv_impl, cfg.device_target,
-                            log=log)
+                            log=log, onednn=onednn_conv.availability)
 
 
 def model_kwargs(cfg, export=False, batch_size=None, log=print):
