@@ -148,13 +148,21 @@ def test_gate_choice(monkeypatch):
     monkeypatch.setattr(lstm_gates.LIBRARY, "_available", (False, "no C++ compiler (g++) on PATH"))
     with pytest.raises(UserError, match="no C\\+\\+ compiler.*install g\\+\\+ or pass --gate_impl native"):
         lstm_gates.gate_impl_policy("fused", "CPU")
+    # auto: native with the reason where the kernels do not build, and off CPU
+    assert lstm_gates.gate_impl_policy("auto", "CPU", log=logs.append) == "native"
+    assert logs == ["gate_impl auto: native (the fused kernels cannot be built here: "
+                    "no C++ compiler (g++) on PATH)"]
+    assert lstm_gates.gate_impl_policy("auto", "GPU", log=None) == "native"
+    logs.clear()
     monkeypatch.setattr(lstm_gates.LIBRARY, "_available", (True, "/cache/lstm_gates-x.so"))
     assert lstm_gates.gate_impl_policy("fused", "CPU", log=logs.append) == "fused"
-    assert logs == ["gate_impl fused: LSTM gate math in lstm_gates-x.so"]
+    assert lstm_gates.gate_impl_policy("auto", "CPU", log=logs.append) == "fused"
+    assert logs == ["gate_impl fused: fused, LSTM gate math in lstm_gates-x.so",
+                    "gate_impl auto: fused, LSTM gate math in lstm_gates-x.so"]
     monkeypatch.setenv("ZOO_GATE_IMPL", "native")  # the environment overrides the config
     assert lstm_gates.gate_impl_policy("fused", "CPU", log=None) == "native"
     monkeypatch.setenv("ZOO_GATE_IMPL", "fast")
-    with pytest.raises(UserError, match="ZOO_GATE_IMPL must be one of native, fused"):
+    with pytest.raises(UserError, match="ZOO_GATE_IMPL must be one of auto, native, fused"):
         lstm_gates.gate_impl_policy("native", "CPU")
 
 
@@ -180,5 +188,5 @@ def test_train_py_with_fused_gates(mmnist_dir, tmp_path):
                           "--epoch_size", "1", "--gate_impl", "fused"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "gate_impl fused: LSTM gate math in lstm_gates-" in out.stdout
+    assert "gate_impl fused: fused, LSTM gate math in lstm_gates-" in out.stdout
     assert "epoch: 1 step: 2, loss is" in out.stdout
