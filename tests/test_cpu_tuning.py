@@ -398,7 +398,7 @@ def test_tinydarknet_conv_impl_per_layer():
     from src.models.tinydarknet import TinyDarkNet, conv_shapes
     seen = []
     net = TinyDarkNet(num_classes=10, conv_impl=_record(seen), image_size=32)
-    assert seen == conv_shapes(10, 3, 32)[:-1]  # the classifier is 1x1: always native
+    assert seen == conv_shapes(10, 3, 32)  # every layer, the 1x1 classifier last
     convs = [c for _, c in net.cells_and_names() if isinstance(c, nn.Conv2d)]
     assert [c.use_unfold for c in convs] == [k > 1 and h * w <= 4 for _, _, k, h, w in
                                              conv_shapes(10, 3, 32)]

@@ -64,7 +64,9 @@ class TinyDarkNet(nn.Cell):
                 layers.append(ConvBNLeaky(channels, out_channels, kernel, use_unfold=use_unfold,
                                           impl=impl))
         self.features = nn.SequentialCell(layers)
-        self.classifier = Conv2d(TINY_DARKNET_CFG[-1][0], num_classes, 1, has_bias=True)
+        head = (TINY_DARKNET_CFG[-1][0], num_classes, 1, (image_size or 0) // 16)
+        self.classifier = Conv2d(*head[:3], has_bias=True,
+                                 impl=conv_impl(*head, head[3]) if conv_impl else None)
         self.num_classes = num_classes
 
     def construct(self, x):
