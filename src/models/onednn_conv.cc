@@ -368,12 +368,12 @@ int ConvForward(int nparam, void **params, int *ndims, int64_t **shapes, const c
                 void *, void *) {
   return run(kForward, nparam, params, ndims, shapes, dtypes);
 }
-// (dy, w) -> dx
+// (dy, w, x) -> dx (x only gives dx's shape)
 int ConvBackwardData(int nparam, void **params, int *ndims, int64_t **shapes,
                      const char **dtypes, void *, void *) {
   return run(kBackwardData, nparam, params, ndims, shapes, dtypes);
 }
-// (x, dy) -> dw
+// (x, dy, w) -> dw (w only gives dw's shape)
 int ConvBackwardWeights(int nparam, void **params, int *ndims, int64_t **shapes,
                         const char **dtypes, void *, void *) {
   return run(kBackwardWeights, nparam, params, ndims, shapes, dtypes);
