@@ -12,7 +12,9 @@ per-image GEMMs are too small. ``use_unfold='small'`` takes exactly those wins (
 maps of <= ``TINY_MAP_POSITIONS`` positions); ``use_unfold=True`` is im2col everywhere, for CPUs
 whose oneDNN falls back to a reference convolution. See ``benchmarks/README.md``. ``impl='native'
 | 'unfold'`` fixes one layer's implementation: the networks take a per-layer choice, measured on
-the machine at hand by ``src.model_utils.cpu_tuning.conv_impl_policy``.
+the machine at hand by ``src.model_utils.cpu_tuning.conv_impl_policy``. ``impl='onednn'`` runs the
+layer through oneDNN's direct kernels on blocked layouts (``src.models.onednn_conv``), the fastest
+path on the AVX-512 CPUs measured (benchmarks/README.md).
 
 ``LeakyReLU``: MindSpore builds leaky ReLU as ``maximum(alpha * x, x)``, whose gradient costs three
 ``Select`` plus comparisons (15% of a Tiny-DarkNet training step on CPU);
