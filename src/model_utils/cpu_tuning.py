@@ -8,7 +8,11 @@ Two choices decide CPU speed with MindSpore 2.10 (README, "CPU tuning, measured 
   must be in the environment before MindSpore runs its first oneDNN kernel (oneDNN reads it
   once), so entry points call this function before importing mindspore. ``auto`` times one
   convolution per candidate (default, AVX2) in a child process through the bundled
-  ``libdnnl.so.3`` (no MindSpore import: ~0.1 s each) and keeps the fastest; CPUs without
+  ``libdnnl.so.3`` (no MindSpore import: ~0.1-0.7 s each), on plain memory (what the native op
+  runs) and on blocked memory (what the oneDNN custom op runs), and judges with
+  :func:`choose_isa`: the cap that rescues the native op, or no cap where the uncapped blocked
+  kernel is clearly faster still and the process may use the custom op (then
+  ``ZOO_NATIVE_CONV_SLOW=1`` keeps the native k x k op out of the conv policy); CPUs without
   AVX-512 have nothing to choose.
 * **Convolution implementation per layer** (:func:`conv_impl_policy`): the native op, im2col +
   GEMM, or oneDNN's direct convolution on blocked layouts as a custom op
