@@ -458,3 +458,13 @@ def test_conv_probe_times_the_two_implementations_in_alternation(monkeypatch):
     assert times[1][0] > 0 and times[1][1:] == [None, None]
     assert cpu_tuning._conv_key("AVX2", 32, (16, 128, 3, 8, 8)).startswith(
         f"probe {cpu_tuning.CONV_PROBE_VERSION} | ")
+
+
+def test_real_isa_probe_times_both_layouts():
+    """The probe child against MindSpore's bundled oneDNN: both layouts timed, kernels named (no
+    timing asserted: which is faster depends on the CPU)."""
+    result = ct.measure_isa("AVX2")
+    if result is None:
+        pytest.skip("MindSpore's libdnnl.so.3 not found or the probe failed")
+    assert result["ms"] > 0 and result["direct_ms"] > 0
+    assert result["impl"] and result["direct_impl"] and result["isa"] > 0
