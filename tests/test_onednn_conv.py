@@ -41,6 +41,45 @@ def test_same_values_and_gradients_as_native(shape):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max(), err_msg=name)
 
 
+def concat_values_and_grads(impl, parts, o, k, bias, seed=0):
+    """y, every part's gradient, dw (and db) of the convolution of concat(parts)."""
+    rng = np.random.default_rng(seed)
+    conv = Conv2d(sum(p[1] for p in parts), o, k, has_bias=bias, impl=impl, input_parts=len(parts))
+    for p in conv.trainable_params():
+        p.set_data(ms.Tensor(rng.standard_normal(p.shape).astype(np.float32) * 0.2))
+    xs = tuple(ms.Tensor(rng.standard_normal(p).astype(np.float32)) for p in parts)
+    n, _, h, w = parts[0]
+    dy = ms.Tensor(rng.standard_normal((n, o, h, w)).astype(np.float32))
+
+    def loss(*xs_dy):
+        return (conv.concat_construct(xs_dy[:-1]) * xs_dy[-1]).sum()
+
+    grads = ms.grad(loss, grad_position=tuple(range(len(parts))),
+                    weights=conv.trainable_params())(*xs, dy)
+    return ([conv.concat_construct(xs).asnumpy()] + [g.asnumpy() for g in grads[0]]
+            + [g.asnumpy() for g in grads[1]])
+
+
+@needs_kernel
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+@pytest.mark.parametrize("parts,o,k,bias", [
+    (((2, 16, 8, 8), (2, 48, 8, 8)), 64, 3, True),      # a ConvLSTM gate convolution, [x | h]
+    (((1, 5, 6, 7), (1, 3, 6, 7), (1, 8, 6, 7)), 4, 3, True),  # three uneven parts, the head
+    (((3, 8, 4, 4), (3, 8, 4, 4)), 12, 1, False),       # 1x1, no bias
+])
+def test_concatenated_input_parts_match_native(mode, parts, o, k, bias):
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    try:
+        native = concat_values_and_grads("native", parts, o, k, bias)
+        onednn = concat_values_and_grads("onednn", parts, o, k, bias)
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    assert len(onednn) == 1 + len(parts) + 1 + bias
+    for i, (a, b) in enumerate(zip(native, onednn)):
+        assert a.shape == b.shape, i
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max(), err_msg=str(i))
+
+
 @needs_kernel
 def test_graph_mode_training_step_matches_native():
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -98,3 +137,36 @@ def test_train_py_with_onednn_convolutions(cifar_dir, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "conv_impl onednn, batch 48: native x0, unfold x0, onednn x" in out.stdout
     assert "epoch: 1 step: 2, loss is" in out.stdout
+
+
+def weighted_sum(y, t):  # a loss whose gradient with respect to y is t
+    return (y * t).sum()
+
+
+@needs_kernel
+def test_convlstm_on_onednn_matches_native():
+    """Every ConvLSTM convolution through the op (gate convolutions over [x | h], a head over
+    three layers' states, both with the bias inside): the same logits and weight gradients."""
+    from src.models.convlstm import ConvLSTM
+    ms.set_context(mode=ms.GRAPH_MODE)
+    results = {}
+    try:
+        for impl in ("native", "onednn"):
+            net = ConvLSTM(patch_size=2, hidden_channels=(8, 16, 8), input_kernel=3, state_kernel=3,
+                           input_frames=3, output_frames=2, conv_impl=lambda *shape, i=impl: i,
+                           image_size=8, forecaster_input="prediction", structure="stack",
+                           head_kernel=3)
+            for p in net.trainable_params():  # the same weights for both (names match)
+                p.set_data(ms.Tensor(np.random.default_rng(p.size).standard_normal(p.shape)
+                                     .astype(np.float32) * 0.3))
+            x = ms.Tensor(np.random.default_rng(0).random((2, 3, 1, 8, 8)).astype(np.float32))
+            loss = nn.WithLossCell(net, weighted_sum)
+            t = ms.Tensor(np.random.default_rng(1).standard_normal((2, 2, 1, 8, 8)).astype(np.float32))
+            grads = ms.grad(loss, grad_position=None, weights=net.trainable_params())(x, t)
+            results[impl] = [net(x).asnumpy()] + [g.asnumpy() for g in grads]
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    assert len(results["onednn"]) == len(results["native"]) > 10
+    for i, (a, b) in enumerate(zip(results["native"], results["onednn"])):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4 * max(np.abs(a).max(), 1e-3),
+                                   err_msg=str(i))

@@ -127,7 +127,7 @@ class ConvLSTMCell(nn.Cell):
         gates = 4 * hidden_channels
         if self.fused:
             self.conv_xh = Conv2d(in_channels + hidden_channels, gates, input_kernel, has_bias=True,
-                                  use_unfold=use_unfold, impl=x_impl)
+                                  use_unfold=use_unfold, impl=x_impl, input_parts=2)
             parts = [initializer(_weight_init(), (gates, ch, input_kernel, input_kernel), ms.float32)
                      for ch in (in_channels, hidden_channels)]
             self.conv_xh.weight.set_data(ops.cat([p.init_data() for p in parts], 1))
@@ -163,7 +163,7 @@ class ConvLSTMCell(nn.Cell):
             peepholes = self.peepholes(c.shape)
         w_ci, w_cf, w_co = peepholes
         if self.fused:
-            z = self.conv_xh(ops.cat((x, h), 1))
+            z = self.conv_xh.concat_construct((x, h))
         elif self.has_input:
             z = self.conv_x(x) + self.conv_h(h)
         else:
@@ -269,7 +269,7 @@ class ConvLSTM(nn.Cell):
             self.encoder = nn.CellList(enc)
             self.forecaster = nn.CellList(fore)
         self.head = Conv2d(sum(hidden_channels), patch_ch, head_kernel, has_bias=True,
-                           weight_init=_weight_init(),
+                           weight_init=_weight_init(), input_parts=self.num_layers,
                            impl=conv_impl(sum(hidden_channels), patch_ch, head_kernel, size, size)
                            if conv_impl and head_kernel > 1 else None)
 
@@ -332,7 +332,7 @@ class ConvLSTM(nn.Cell):
                 top = ops.expand_dims(hs[-1], 1)
                 seq = top if step == 0 else ops.cat((seq, top), 1)
             if heads == "all" or (heads == "last" and step == t_in - 1):
-                logits.append(self.head(ops.cat(hs, 1)))
+                logits.append(self.head.concat_construct(tuple(hs)))
         return hs, cs, peep, seq, logits
 
     def _forecast_step(self, hs, cs, peep, inp=None):
@@ -383,7 +383,7 @@ class ConvLSTM(nn.Cell):
                     z = logits[-1]
                 else:
                     hs, cs = self._forecast_step(hs, cs, peep, frame)
-                    z = self.head(ops.cat(hs, 1))
+                    z = self.head.concat_construct(tuple(hs))
                     logits.append(z)
                 frame = ops.sigmoid(z)
                 if truth is not None and truth_prob is not None and step + 1 < self.output_frames:

@@ -54,6 +54,8 @@ class Conv2d(nn.Conv2d):
             ``src.models.onednn_conv``: CPU, float32, stride 1, "same" padding, odd kernels) for
             this layer; when given it replaces ``use_unfold``.
         weight_init, bias_init: as ``nn.Conv2d``.
+        input_parts (int): in how many parts :meth:`concat_construct` gets the input (only the
+            ``'onednn'`` op uses it: it reads the parts without a Concat kernel).
 
     The im2col path: ``cols = unfold(x)`` is (N, C*k*k, L) with L = out_h * out_w; the weight
     reshaped to (O, C*k*k) multiplies it. For maps with more than ``SMALL_MAP_POSITIONS`` output
@@ -64,7 +66,7 @@ class Conv2d(nn.Conv2d):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=None,
                  has_bias=False, use_unfold=False, weight_init="he_uniform", bias_init="zeros",
-                 impl=None):
+                 impl=None, input_parts=1):
         if padding is None:
             padding = kernel_size // 2
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, pad_mode="pad",
@@ -74,6 +76,8 @@ class Conv2d(nn.Conv2d):
         self.conv_stride = stride
         self.conv_padding = padding
         self.onednn_op = None
+        self.onednn_concat_op = None
+        self.input_parts = int(input_parts)
         if impl is not None:
             if impl not in CONV_IMPLS:
                 raise ValueError(f"impl must be one of {', '.join(CONV_IMPLS)}, got {impl!r}")
@@ -84,7 +88,9 @@ class Conv2d(nn.Conv2d):
                     raise ValueError("impl 'onednn' needs stride 1, an odd kernel and padding "
                                      f"kernel_size // 2, got kernel {kernel_size}, stride "
                                      f"{stride}, padding {padding}")
-                self.onednn_op = onednn_conv.conv2d_op()
+                self.onednn_op = onednn_conv.conv2d_op(bias=has_bias)
+                if 1 < input_parts <= onednn_conv.MAX_PARTS:  # more: one Concat, then the op
+                    self.onednn_concat_op = onednn_conv.conv2d_op(input_parts, has_bias)
         if isinstance(use_unfold, str):
             if use_unfold != "small":
                 raise ValueError(f"use_unfold must be True, False or 'small', got {use_unfold!r}")
@@ -94,10 +100,20 @@ class Conv2d(nn.Conv2d):
         self.use_unfold = everywhere and kernel_size > 1  # im2col on every map
         self.unfold_small_maps = small_maps and kernel_size > 1  # im2col on tiny maps
 
+    def concat_construct(self, parts):
+        """The convolution of ``ops.cat(parts, 1)``, a tuple of (N, C_i, H, W) tensors whose
+        channels add up to ``in_channels``. With ``impl='onednn'`` and ``input_parts=len(parts)``
+        the op reads the parts itself and splits the input gradient: no Concat kernel, no slicing
+        in the backward pass."""
+        if self.onednn_concat_op is not None and len(parts) == self.input_parts:
+            if self.has_bias:
+                return self.onednn_concat_op(*parts, self.weight, self.bias)
+            return self.onednn_concat_op(*parts, self.weight)
+        return self.construct(ops.cat(parts, 1))
+
     def construct(self, x):
-        if self.onednn_op is not None:
-            out = self.onednn_op(x, self.weight)
-            return ops.bias_add(out, self.bias) if self.has_bias else out
+        if self.onednn_op is not None:  # the bias is added inside the op
+            return self.onednn_op(x, self.weight, self.bias) if self.has_bias else self.onednn_op(x, self.weight)
         if not self.unfold_small_maps:
             return super().construct(x)
         n, _, h, w = x.shape

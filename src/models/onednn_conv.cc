@@ -1,6 +1,11 @@
-// Stride-1 "same" 2-D convolution (odd kernels, no bias, float32, NCHW) as three MindSpore AOT
-// custom ops for the CPU -- forward, gradient of the input, gradient of the weights -- run by the
-// oneDNN library MindSpore itself ships (mindspore/lib/libdnnl.so.3).
+// Stride-1 "same" 2-D convolution (odd kernels, float32, NCHW, optional bias) as MindSpore AOT
+// custom ops for the CPU -- forward, gradient of the input, gradient of the weights (and bias) --
+// run by the oneDNN library MindSpore itself ships (mindspore/lib/libdnnl.so.3).
+//
+// The input may come in parts (x_1 .. x_m, concatenated along the channels, as a ConvLSTM gate
+// convolution reads concat([x, h])): the op concatenates them itself and the input gradient comes
+// back split the same way, so the network runs no Concat, Split, BiasAdd or BiasAddGrad kernels
+// around the convolution (each kernel of MindSpore's CPU runtime also costs its dispatch).
 //
 // Why: MindSpore's CPU Conv2D hands oneDNN plain NCHW memory, so oneDNN can only choose its
 // im2col + GEMM kernel (or, on AVX-512 machines, a much slower plain-layout kernel). Created with
@@ -91,12 +96,12 @@ dnnl_status_t dnnl_primitive_execute(const_dnnl_primitive_t primitive, dnnl_stre
 namespace {
 
 // oneDNN 3.x enum values (dnnl_types.h / dnnl_common_types.h)
-constexpr int kCpu = 1, kF32 = 3, kAny = 1, kAbcd = 5;
+constexpr int kCpu = 1, kF32 = 3, kAny = 1, kA = 2, kAbcd = 5;
 constexpr int kForwardTraining = 64, kDirect = 1;
 constexpr int kQuerySrc = 129, kQueryDiffSrc = 130, kQueryWeights = 131, kQueryDiffWeights = 132,
               kQueryDst = 133, kQueryDiffDst = 134;
-constexpr int kArgSrc = 1, kArgDst = 17, kArgWeights = 33, kArgDiffSrc = 129, kArgDiffDst = 145,
-              kArgDiffWeights = 161;
+constexpr int kArgSrc = 1, kArgDst = 17, kArgWeights = 33, kArgBias = 41, kArgDiffSrc = 129,
+              kArgDiffDst = 145, kArgDiffWeights = 161, kArgDiffBias = 169;
 
 // The vtable of dnnl::threadpool_interop::threadpool_iface (dnnl_threadpool_iface.hpp):
 // get_num_threads, get_in_parallel, parallel_for, get_flags, wait, destructor.
@@ -211,18 +216,23 @@ struct Operand {
 
 enum Kind { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
 
-// one primitive for one kind and shape, with its three operands (two inputs, one output)
+// one primitive for one kind and shape, with its three operands (two inputs, one output), the
+// bias (forward) or its gradient (backward weights) when the layer has one, and a plain
+// (N, C, H, W) buffer where an input in parts is concatenated (or the input gradient is split)
 struct Plan {
   dnnl_primitive_t primitive = nullptr;
   Operand in0, in1, out;
   int arg_in0 = 0, arg_in1 = 0, arg_out = 0;
+  dnnl_memory_t bias = nullptr;  // plain (O,), no reorder
+  std::vector<char> staging;
+  float *staged = nullptr;
 };
 
 struct Runtime {
   dnnl_engine_t engine = nullptr;
   dnnl_stream_t stream = nullptr;
   std::unique_ptr<Pool> pool;
-  std::map<std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>,
+  std::map<std::tuple<int, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>,
            std::unique_ptr<Plan>>
       plans;
   std::mutex mutex;  // one call at a time: the plans' buffers and the stream are shared
@@ -241,10 +251,16 @@ Runtime *runtime() {
   return rt->engine ? rt : nullptr;
 }
 
-dnnl_memory_desc_t make_md(const dnnl_dims_t dims, int tag) {
+dnnl_memory_desc_t make_md(const dnnl_dims_t dims, int tag, int ndims = 4) {
   dnnl_memory_desc_t md = nullptr;
-  if (dnnl_memory_desc_create_with_tag(&md, 4, dims, kF32, tag) != 0) return nullptr;
+  if (dnnl_memory_desc_create_with_tag(&md, ndims, dims, kF32, tag) != 0) return nullptr;
   return md;
+}
+
+void *align64(std::vector<char> *buffer, size_t bytes) {
+  buffer->resize(bytes + 64);
+  return reinterpret_cast<void *>(
+      (reinterpret_cast<uintptr_t>(buffer->data()) + 63) & ~static_cast<uintptr_t>(63));
 }
 
 // user: plain layout; wanted: the primitive's; to_inner: reorder user -> inner (an input) or
@@ -253,9 +269,7 @@ bool bind(Runtime *rt, Operand *op, const_dnnl_memory_desc_t user, const_dnnl_me
           bool to_inner) {
   if (dnnl_memory_create(&op->user, user, rt->engine, nullptr) != 0) return false;
   if (dnnl_memory_desc_equal(user, wanted)) return true;
-  op->buffer.resize(dnnl_memory_desc_get_size(wanted) + 64);
-  void *aligned = reinterpret_cast<void *>(
-      (reinterpret_cast<uintptr_t>(op->buffer.data()) + 63) & ~static_cast<uintptr_t>(63));
+  void *aligned = align64(&op->buffer, dnnl_memory_desc_get_size(wanted));
   if (dnnl_memory_create(&op->inner, wanted, rt->engine, aligned) != 0) return false;
   dnnl_primitive_desc_t pd = nullptr;
   const_dnnl_memory_desc_t src = to_inner ? user : wanted, dst = to_inner ? wanted : user;
@@ -264,20 +278,28 @@ bool bind(Runtime *rt, Operand *op, const_dnnl_memory_desc_t user, const_dnnl_me
   return dnnl_primitive_create(&op->reorder, pd) == 0;  // pd kept alive (owned by the plan)
 }
 
-// x (n, c, h, w), w (o, c, k, k), y (n, o, h, w): the shapes of all three kinds
-std::unique_ptr<Plan> make_plan(Runtime *rt, int kind, int64_t n, int64_t c, int64_t h, int64_t w,
-                                int64_t o, int64_t k) {
-  const dnnl_dims_t x_dims = {n, c, h, w}, w_dims = {o, c, k, k}, y_dims = {n, o, h, w};
+// x (n, c, h, w), w (o, c, k, k), y (n, o, h, w): the shapes of all three kinds; with_bias: the
+// forward adds a bias (O,), the weight gradient also gives the bias gradient
+std::unique_ptr<Plan> make_plan(Runtime *rt, int kind, bool with_bias, int64_t n, int64_t c,
+                                int64_t h, int64_t w, int64_t o, int64_t k) {
+  const dnnl_dims_t x_dims = {n, c, h, w}, w_dims = {o, c, k, k}, y_dims = {n, o, h, w},
+                    b_dims = {o};
   const dnnl_dims_t strides = {1, 1}, dilates = {0, 0};
   const dnnl_dims_t pad_l = {(k - 1) / 2, (k - 1) / 2}, pad_r = {k - 1 - (k - 1) / 2, k - 1 - (k - 1) / 2};
   dnnl_memory_desc_t x_plain = make_md(x_dims, kAbcd), w_plain = make_md(w_dims, kAbcd),
                      y_plain = make_md(y_dims, kAbcd), x_any = make_md(x_dims, kAny),
-                     w_any = make_md(w_dims, kAny), y_any = make_md(y_dims, kAny);
-  if (!x_plain || !w_plain || !y_plain || !x_any || !w_any || !y_any) return nullptr;
+                     w_any = make_md(w_dims, kAny), y_any = make_md(y_dims, kAny),
+                     b_plain = with_bias ? make_md(b_dims, kA, 1) : nullptr;
+  if (!x_plain || !w_plain || !y_plain || !x_any || !w_any || !y_any || (with_bias && !b_plain))
+    return nullptr;
+  // the forward descriptor (with the bias when the forward or the weight gradient has one) is
+  // also the hint of the backward ones
+  const bool fwd_bias = with_bias && kind != kBackwardData;
   dnnl_primitive_desc_t fwd = nullptr, pd = nullptr;
   if (dnnl_convolution_forward_primitive_desc_create(&fwd, rt->engine, kForwardTraining, kDirect,
-                                                     x_any, w_any, nullptr, y_any, strides,
-                                                     dilates, pad_l, pad_r, nullptr) != 0)
+                                                     x_any, w_any, fwd_bias ? b_plain : nullptr,
+                                                     y_any, strides, dilates, pad_l, pad_r,
+                                                     nullptr) != 0)
     return nullptr;
   auto plan = std::unique_ptr<Plan>(new Plan());
   bool ok = true;
@@ -296,10 +318,10 @@ std::unique_ptr<Plan> make_plan(Runtime *rt, int kind, int64_t n, int64_t c, int
          bind(rt, &plan->in0, y_plain, dnnl_primitive_desc_query_md(pd, kQueryDiffDst, 0), true) &&
          bind(rt, &plan->in1, w_plain, dnnl_primitive_desc_query_md(pd, kQueryWeights, 0), true) &&
          bind(rt, &plan->out, x_plain, dnnl_primitive_desc_query_md(pd, kQueryDiffSrc, 0), false);
-  } else {  // inputs x, dy -> dw
+  } else {  // inputs x, dy -> dw (and db)
     ok = dnnl_convolution_backward_weights_primitive_desc_create(
-             &pd, rt->engine, kDirect, x_any, w_any, nullptr, y_any, strides, dilates, pad_l,
-             pad_r, fwd, nullptr) == 0;
+             &pd, rt->engine, kDirect, x_any, w_any, with_bias ? b_plain : nullptr, y_any,
+             strides, dilates, pad_l, pad_r, fwd, nullptr) == 0;
     plan->arg_in0 = kArgSrc, plan->arg_in1 = kArgDiffDst, plan->arg_out = kArgDiffWeights;
     ok = ok &&
          bind(rt, &plan->in0, x_plain, dnnl_primitive_desc_query_md(pd, kQuerySrc, 0), true) &&
@@ -307,6 +329,7 @@ std::unique_ptr<Plan> make_plan(Runtime *rt, int kind, int64_t n, int64_t c, int
          bind(rt, &plan->out, w_plain,
               dnnl_primitive_desc_query_md(pd, kQueryDiffWeights, 0), false);
   }
+  if (ok && with_bias) ok = dnnl_memory_create(&plan->bias, b_plain, rt->engine, nullptr) == 0;
   if (!ok || dnnl_primitive_create(&plan->primitive, pd) != 0) return nullptr;
   return plan;  // descriptors are leaked on purpose: a handful per shape, kept for the process
 }
@@ -320,18 +343,63 @@ bool reorder(Runtime *rt, Operand *op, bool to_inner) {
 
 dnnl_memory_t used(const Operand &op) { return op.inner ? op.inner : op.user; }
 
-// forward: params (x, w, y); backward data: (dy, w, x, dx); backward weights: (x, dy, w, dw) --
-// the third input of a gradient only gives its output's shape (its data is not read)
-int run(int kind, int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  const int expected = kind == kForward ? 3 : 4;
-  if (nparam != expected) return 1;
-  for (int i = 0; i < nparam; ++i)
-    if (ndims[i] != 4 || !dtypes || !dtypes[i] || std::strcmp(dtypes[i], "float32") != 0) return 1;
-  void *out = params[nparam - 1];
-  const int64_t *x = kind == kBackwardData ? shapes[2] : shapes[0];
-  const int64_t *wt = kind == kBackwardWeights ? shapes[2] : shapes[1];
-  const int64_t n = x[0], c = x[1], h = x[2], w = x[3], o = wt[0], k = wt[2];
+// The m parts (n, c_i, h, w) of an input <-> the plain (n, sum c_i, h, w) buffer: per image, one
+// contiguous block per part.
+void concat_parts(float *whole, void *const *parts, const int64_t *const *shapes, int m) {
+  const int64_t n = shapes[0][0], hw = shapes[0][2] * shapes[0][3];
+  for (int64_t i = 0; i < n; ++i)
+    for (int p = 0; p < m; ++p) {
+      const int64_t block = shapes[p][1] * hw;
+      std::memcpy(whole, static_cast<const float *>(parts[p]) + i * block, block * sizeof(float));
+      whole += block;
+    }
+}
+
+void split_parts(const float *whole, void *const *parts, const int64_t *const *shapes, int m) {
+  const int64_t n = shapes[0][0], hw = shapes[0][2] * shapes[0][3];
+  for (int64_t i = 0; i < n; ++i)
+    for (int p = 0; p < m; ++p) {
+      const int64_t block = shapes[p][1] * hw;
+      std::memcpy(static_cast<float *>(parts[p]) + i * block, whole, block * sizeof(float));
+      whole += block;
+    }
+}
+
+// The parameters, by kind (m >= 1 parts of the input; b / db only with a bias):
+//   forward            x_1..x_m, w, [b], y
+//   backward data      dy, w, x_1..x_m, dx_1..dx_m     (the x_i only give the dx_i's shapes)
+//   backward weights   x_1..x_m, dy, w, [b], dw, [db]  (w and b only give dw's and db's shapes)
+int run(int kind, bool with_bias, int nparam, void **params, int *ndims, int64_t **shapes,
+        const char **dtypes) {
+  const int b = with_bias ? 1 : 0;
+  const int m = kind == kForward ? nparam - 2 - b
+                : kind == kBackwardData ? (nparam - 2) / 2
+                : nparam - 3 - 2 * b;
+  if (m < 1 || (kind == kBackwardData && (nparam - 2) % 2 != 0) ||
+      (kind == kBackwardData && with_bias))
+    return 1;
+  for (int i = 0; i < nparam; ++i) {
+    const int want = (with_bias && ((kind == kForward && i == m + 1) ||
+                                    (kind == kBackwardWeights && (i == m + 2 || i == nparam - 1))))
+                         ? 1 : 4;
+    if (ndims[i] != want || !dtypes || !dtypes[i] || std::strcmp(dtypes[i], "float32") != 0)
+      return 1;
+  }
+  const int first_x = kind == kBackwardData ? 2 : 0;
+  const int w_index = kind == kForward ? m : kind == kBackwardData ? 1 : m + 1;
+  void *const *parts = params + first_x;
+  const int64_t *const *part_shapes = shapes + first_x;
+  const int64_t *x = part_shapes[0];
+  const int64_t *wt = shapes[w_index];
+  const int64_t n = x[0], h = x[2], w = x[3], o = wt[0], k = wt[2];
+  int64_t c = 0;
+  for (int p = 0; p < m; ++p) {
+    const int64_t *s = part_shapes[p];
+    if (s[0] != n || s[2] != h || s[3] != w) return 2;
+    c += s[1];
+  }
   if (wt[1] != c || wt[3] != k || k % 2 != 1) return 2;
+  if (with_bias && shapes[kind == kForward ? m + 1 : m + 2][0] != o) return 2;
   Runtime *rt = runtime();
   if (!rt) return 3;
   std::lock_guard<std::mutex> lock(rt->mutex);
@@ -340,42 +408,71 @@ int run(int kind, int nparam, void **params, int *ndims, int64_t **shapes, const
     Pool *pool;
     ~Idle() { pool->set_active(false); }
   } idle{rt->pool.get()};
-  auto key = std::make_tuple(kind, n, c, h, w, o, k);
+  auto key = std::make_tuple(kind, with_bias, n, c, h, w, o, k);
   auto it = rt->plans.find(key);
   if (it == rt->plans.end()) {
-    auto plan = make_plan(rt, kind, n, c, h, w, o, k);
+    auto plan = make_plan(rt, kind, with_bias, n, c, h, w, o, k);
     if (!plan) return 4;
+    if (m > 1)
+      plan->staged = static_cast<float *>(
+          align64(&plan->staging, static_cast<size_t>(n * c * h * w) * sizeof(float)));
     it = rt->plans.emplace(key, std::move(plan)).first;
   }
   Plan *p = it->second.get();
-  if (dnnl_memory_set_data_handle(p->in0.user, params[0]) != 0 ||
-      dnnl_memory_set_data_handle(p->in1.user, params[1]) != 0 ||
+  if (m > 1 && !p->staged)  // a plan made for one part
+    p->staged = static_cast<float *>(
+        align64(&p->staging, static_cast<size_t>(n * c * h * w) * sizeof(float)));
+  // the input, or its gradient, concatenated (one part: the caller's own buffer)
+  void *whole_x = m > 1 ? p->staged : kind == kBackwardData ? params[2 + m] : parts[0];
+  void *in0 = kind == kBackwardData ? params[0] : whole_x;
+  void *in1 = kind == kForward ? params[m] : kind == kBackwardData ? params[1] : params[m];
+  void *out = kind == kForward ? params[nparam - 1]
+              : kind == kBackwardData ? whole_x
+              : params[nparam - 1 - b];
+  if (kind != kBackwardData && m > 1) concat_parts(p->staged, parts, part_shapes, m);
+  if (dnnl_memory_set_data_handle(p->in0.user, in0) != 0 ||
+      dnnl_memory_set_data_handle(p->in1.user, in1) != 0 ||
       dnnl_memory_set_data_handle(p->out.user, out) != 0)
     return 5;
+  if (with_bias &&
+      dnnl_memory_set_data_handle(p->bias, kind == kForward ? params[m + 1] : params[nparam - 1]) != 0)
+    return 5;
   if (!reorder(rt, &p->in0, true) || !reorder(rt, &p->in1, true)) return 6;
-  const dnnl_exec_arg_t args[3] = {
-      {p->arg_in0, used(p->in0)}, {p->arg_in1, used(p->in1)}, {p->arg_out, used(p->out)}};
-  if (dnnl_primitive_execute(p->primitive, rt->stream, 3, args) != 0) return 7;
+  const dnnl_exec_arg_t args[4] = {{p->arg_in0, used(p->in0)},
+                                   {p->arg_in1, used(p->in1)},
+                                   {p->arg_out, used(p->out)},
+                                   {kind == kForward ? kArgBias : kArgDiffBias, p->bias}};
+  if (dnnl_primitive_execute(p->primitive, rt->stream, with_bias ? 4 : 3, args) != 0) return 7;
   if (!reorder(rt, &p->out, false)) return 8;
-  return dnnl_stream_wait(rt->stream) == 0 ? 0 : 9;
+  if (dnnl_stream_wait(rt->stream) != 0) return 9;
+  if (kind == kBackwardData && m > 1) split_parts(p->staged, params + 2 + m, part_shapes, m);
+  return 0;
 }
 
 }  // namespace
 
+// The entry points, one per kind, bias and number of input parts m = 1..4 (MindSpore keys a custom
+// op's bprop by its function's name, so ops with other inputs need other names):
+//   ConvForward<m>              (x_1..x_m, w) -> y
+//   ConvForwardBias<m>          (x_1..x_m, w, b) -> y
+//   ConvBackwardData<m>         (dy, w, x_1..x_m) -> (dx_1..dx_m)   (the x_i only give shapes)
+//   ConvBackwardWeights<m>      (x_1..x_m, dy, w) -> dw             (w only gives dw's shape)
+//   ConvBackwardWeightsBias<m>  (x_1..x_m, dy, w, b) -> (dw, db)    (w, b only give shapes)
+#define ZOO_CONV_ENTRY(name, kind, bias, m, nparams)                                         \
+  int name##m(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, \
+              void *, void *) {                                                             \
+    return nparam == (nparams) ? run(kind, bias, nparam, params, ndims, shapes, dtypes) : 1; \
+  }
+#define ZOO_CONV_ENTRIES(m)                                          \
+  ZOO_CONV_ENTRY(ConvForward, kForward, false, m, m + 2)             \
+  ZOO_CONV_ENTRY(ConvForwardBias, kForward, true, m, m + 3)          \
+  ZOO_CONV_ENTRY(ConvBackwardData, kBackwardData, false, m, 2 * m + 2) \
+  ZOO_CONV_ENTRY(ConvBackwardWeights, kBackwardWeights, false, m, m + 3) \
+  ZOO_CONV_ENTRY(ConvBackwardWeightsBias, kBackwardWeights, true, m, m + 5)
+
 extern "C" {
-// (x, w) -> y
-int ConvForward(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
-                void *, void *) {
-  return run(kForward, nparam, params, ndims, shapes, dtypes);
-}
-// (dy, w, x) -> dx (x only gives dx's shape)
-int ConvBackwardData(int nparam, void **params, int *ndims, int64_t **shapes,
-                     const char **dtypes, void *, void *) {
-  return run(kBackwardData, nparam, params, ndims, shapes, dtypes);
-}
-// (x, dy, w) -> dw (w only gives dw's shape)
-int ConvBackwardWeights(int nparam, void **params, int *ndims, int64_t **shapes,
-                        const char **dtypes, void *, void *) {
-  return run(kBackwardWeights, nparam, params, ndims, shapes, dtypes);
-}
+ZOO_CONV_ENTRIES(1)
+ZOO_CONV_ENTRIES(2)
+ZOO_CONV_ENTRIES(3)
+ZOO_CONV_ENTRIES(4)
 }

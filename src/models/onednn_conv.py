@@ -6,10 +6,12 @@ kernel 10-100x slower. ``onednn_conv.cc`` creates the same convolution in the sa
 (``mindspore/lib/libdnnl.so.3``, the instance MindSpore already loaded) with "any" memory formats,
 so oneDNN picks its direct convolutions on nChw8c / nChw16c layouts (what PyTorch gets from
 oneDNN), and reorders the plain tensors around each call. Forward, input gradient and weight
-gradient are three AOT custom ops; :func:`conv2d_op` returns the forward op with its bprop.
+gradient are AOT custom ops; :func:`conv2d_op` returns the forward op with its bprop. The op adds
+the bias and takes its input in parts (concatenated along the channels, as a ConvLSTM gate
+convolution over ``concat([x, h])``): no Concat, BiasAdd or their gradient kernels around it.
 
 Scope: float32, stride 1, odd square kernels with "same" zero padding (``k // 2``), no dilation,
-one group; the bias is added outside (``ops.bias_add``). ``src.models.layers.Conv2d(impl="onednn")``
+one group. ``src.models.layers.Conv2d(impl="onednn")``
 uses it; which layers do is measured per machine by ``src.model_utils.cpu_tuning``. Exported
 graphs never contain it (export builds native convolutions).
 
@@ -50,23 +52,80 @@ def supports(kernel_size, stride=1, padding=None, dilation=1, group=1):
             and dilation == 1 and group == 1)
 
 
-def _make_op():
+def _make_op(parts, bias):
     path = LIBRARY.require("the oneDNN convolution kernels")
     import mindspore.ops as ops
 
-    backward_data = ops.Custom(f"{path}:ConvBackwardData", out_shape=lambda dy, w, x: x,
-                               out_dtype=lambda dy, w, x: x, func_type="aot")
-    backward_weights = ops.Custom(f"{path}:ConvBackwardWeights", out_shape=lambda x, dy, w: w,
-                                  out_dtype=lambda x, dy, w: w, func_type="aot")
+    def listed(values):  # one output: its shape / dtype; several: their list
+        return values[0] if parts == 1 else list(values)
 
-    def bprop(x, w, out, dout):
-        # the third input of each gradient op only gives the shape of its output
-        return backward_data(dout, w, x), backward_weights(x, dout, w)
+    backward_data = ops.Custom(f"{path}:ConvBackwardData{parts}",
+                               out_shape=lambda dy, w, *xs: listed(xs),
+                               out_dtype=lambda dy, w, *xs: listed(xs), func_type="aot")
+    if bias:
+        backward_weights = ops.Custom(f"{path}:ConvBackwardWeightsBias{parts}",
+                                      out_shape=lambda *a: [a[-2], a[-1]],
+                                      out_dtype=lambda *a: [a[-2], a[-1]], func_type="aot")
+    else:
+        backward_weights = ops.Custom(f"{path}:ConvBackwardWeights{parts}", out_shape=lambda *a: a[-1],
+                                      out_dtype=lambda *a: a[-1], func_type="aot")
 
-    return ops.Custom(f"{path}:ConvForward", out_shape=lambda x, w: [x[0], w[0], x[2], x[3]],
-                      out_dtype=lambda x, w: x, func_type="aot", bprop=bprop)
+    def grads(xs, w, b, dout):
+        dxs = backward_data(dout, w, *xs)
+        dxs = (dxs,) if parts == 1 else tuple(dxs)
+        # the trailing inputs of each gradient op only give the shapes of its outputs
+        if bias:
+            dw, db = backward_weights(*xs, dout, w, b)
+            return dxs + (dw, db)
+        return dxs + (backward_weights(*xs, dout, w),)
+
+    # GRAPH mode parses a bprop with the op's exact inputs (x_1..x_m, w, [b]), then out, dout
+    def bprop_1(x1, w, out, dout):
+        return grads((x1,), w, None, dout)
+
+    def bprop_1b(x1, w, b, out, dout):
+        return grads((x1,), w, b, dout)
+
+    def bprop_2(x1, x2, w, out, dout):
+        return grads((x1, x2), w, None, dout)
+
+    def bprop_2b(x1, x2, w, b, out, dout):
+        return grads((x1, x2), w, b, dout)
+
+    def bprop_3(x1, x2, x3, w, out, dout):
+        return grads((x1, x2, x3), w, None, dout)
+
+    def bprop_3b(x1, x2, x3, w, b, out, dout):
+        return grads((x1, x2, x3), w, b, dout)
+
+    def bprop_4(x1, x2, x3, x4, w, out, dout):
+        return grads((x1, x2, x3, x4), w, None, dout)
+
+    def bprop_4b(x1, x2, x3, x4, w, b, out, dout):
+        return grads((x1, x2, x3, x4), w, b, dout)
+
+    bprops = {(1, False): bprop_1, (1, True): bprop_1b, (2, False): bprop_2, (2, True): bprop_2b,
+              (3, False): bprop_3, (3, True): bprop_3b, (4, False): bprop_4, (4, True): bprop_4b}
+    bprop = bprops[(parts, bias)]
+
+    def out_shape(*shapes):
+        x, w = shapes[0], shapes[parts]
+        return [x[0], w[0], x[2], x[3]]
+
+    return ops.Custom(f"{path}:{'ConvForwardBias' if bias else 'ConvForward'}{parts}",
+                      out_shape=out_shape, out_dtype=lambda *dtypes: dtypes[0], func_type="aot",
+                      bprop=bprop)
 
 
-def conv2d_op():
-    """``op(x (N, C, H, W), w (O, C, k, k)) -> (N, O, H, W)``, with its bprop; one per process."""
-    return LIBRARY.cached_op("conv2d", _make_op)
+MAX_PARTS = 4  # the most input parts an op takes (a ConvLSTM head reads one per layer; the C++
+# entry points exist for 1..4)
+
+
+def conv2d_op(parts=1, bias=False):
+    """``op(x_1, .., x_m, w (O, C, k, k)[, b (O,)]) -> (N, O, H, W)`` with its bprop, where the
+    ``parts`` inputs ``x_i`` (N, C_i, H, W) are the convolution's input concatenated along the
+    channels (``sum C_i = C``, ``1 <= parts <= MAX_PARTS``) and ``b`` (``bias=True``) is added;
+    one per process and kind."""
+    if not 1 <= parts <= MAX_PARTS:
+        raise ValueError(f"the oneDNN convolution takes 1 to {MAX_PARTS} input parts, got {parts}")
+    return LIBRARY.cached_op(("conv2d", parts, bias), lambda: _make_op(parts, bias))
