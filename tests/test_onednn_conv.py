@@ -7,7 +7,7 @@ import shutil
 import mindspore as ms
 import numpy as np
 import pytest
-from mindspore import nn
+from mindspore import nn, ops
 
 from src.models import onednn_conv
 from src.models.layers import Conv2d
@@ -137,6 +137,52 @@ def test_train_py_with_onednn_convolutions(cifar_dir, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "conv_impl onednn, batch 48: native x0, unfold x0, onednn x" in out.stdout
     assert "epoch: 1 step: 2, loss is" in out.stdout
+
+
+class ThreeCalls(nn.Cell):
+    """y <- tanh(conv(y))[:, :C] three times, the weights prepared once (None: not prepared)."""
+
+    def __init__(self, conv, channels):
+        super().__init__()
+        self.conv = conv
+        self.channels = channels
+
+    def construct(self, x, t):
+        prepared = self.conv.prepare(x)
+        y = x
+        for _ in range(3):
+            y = ops.tanh(self.conv(y, prepared))[:, :self.channels]
+        return (y * t).sum()
+
+
+@needs_kernel
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+@pytest.mark.parametrize("c,o,k", [(16, 32, 3), (5, 12, 3), (8, 20, 1)])  # padded to the block too
+def test_prepared_weights_over_several_calls_match_native(mode, c, o, k):
+    """Weights prepared once and used by three calls (as by the time steps of a recurrent
+    network): the same outputs and the same summed weight, bias and input gradients."""
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
+    rng = np.random.default_rng(3)
+    x = ms.Tensor(rng.standard_normal((2, c, 5, 5)).astype(np.float32))
+    t = ms.Tensor(rng.standard_normal((2, c, 5, 5)).astype(np.float32))
+    results = {}
+    try:
+        for impl in ("native", "onednn"):
+            conv = Conv2d(c, o, k, has_bias=True, impl=impl)
+            for p in conv.trainable_params():
+                p.set_data(ms.Tensor(np.random.default_rng(p.size).standard_normal(p.shape)
+                                     .astype(np.float32) * 0.2))
+            net = ThreeCalls(conv, c)
+            dx, dparams = ms.grad(net, grad_position=0, weights=conv.trainable_params())(x, t)
+            results[impl] = [net(x, t).asnumpy(), dx.asnumpy()] + [g.asnumpy() for g in dparams]
+            assert (conv.prepare(x) is None) == (impl == "native")
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    assert len(results["onednn"]) == 4
+    for i, (a, b) in enumerate(zip(results["native"], results["onednn"])):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * max(np.abs(a).max(), 1e-3),
+                                   err_msg=str(i))
+    assert onednn_conv.prepared_shape((o, c, k, k)) == [-(-o // 16) * 16, -(-c // 16) * 16, k, k]
 
 
 def weighted_sum(y, t):  # a loss whose gradient with respect to y is t

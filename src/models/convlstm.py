@@ -157,17 +157,26 @@ class ConvLSTMCell(nn.Cell):
         return tuple(ops.broadcast_to(w.reshape(1, -1, 1, 1), state_shape)
                      for w in (self.w_ci, self.w_cf, self.w_co))
 
-    def construct(self, x, h, c, peepholes=None):
-        """One step: ``(h', c')``; ``peepholes`` from :meth:`peepholes` (computed here if None)."""
-        if peepholes is None:
-            peepholes = self.peepholes(c.shape)
-        w_ci, w_cf, w_co = peepholes
+    def step_constants(self, state):
+        """What every step of one sequence shares, computed once before the steps: the
+        peepholes (:meth:`peepholes`) and the gate convolution's prepared weights
+        (``layers.Conv2d.prepare``: oneDNN's layout, or None). ``state``: a (N, Ch, H, W) state."""
+        conv = self.conv_xh if self.fused else None if self.has_input else self.conv_h
+        prepared = None if conv is None else conv.prepare(state)
+        return self.peepholes(state.shape) + (prepared,)
+
+    def construct(self, x, h, c, constants=None):
+        """One step: ``(h', c')``; ``constants`` from :meth:`step_constants` (computed here if
+        None)."""
+        if constants is None:
+            constants = self.step_constants(c)
+        w_ci, w_cf, w_co, prepared = constants
         if self.fused:
-            z = self.conv_xh.concat_construct((x, h))
+            z = self.conv_xh.concat_construct((x, h), prepared)
         elif self.has_input:
             z = self.conv_x(x) + self.conv_h(h)
         else:
-            z = self.conv_h(h)
+            z = self.conv_h(h, prepared)
         if self.gate_op is not None:
             return self.gate_op(z, c, w_ci, w_cf, w_co)
         zi, zf, zg, zo = ops.split(z, self.hidden_channels, axis=1)
@@ -302,16 +311,18 @@ class ConvLSTM(nn.Cell):
         with ``return_sequence=True`` also the top layer's hidden state after every step,
         (N, T, Ch_top, H/p, W/p). Step t only sees frames 0..t.
         """
-        hs, cs, _, seq, _ = self._read_inputs(x, return_sequence=return_sequence)
+        hs, cs, _, seq, _, _ = self._read_inputs(x, return_sequence=return_sequence)
         if return_sequence:
             return hs, cs, seq
         return hs, cs
 
     def _read_inputs(self, x, heads="none", return_sequence=False):
         """The input cells (encoder or stack) over the input frames ``x``: returns ``(hs, cs,
-        peepholes, seq, logits)``. ``logits``: the head's prediction of the next frame after
-        every input frame (``heads='all'``), after the last one (``'last'``) or none; ``seq``:
-        the top layer's hidden states (``return_sequence``) or None."""
+        constants, seq, logits, head_weights)``. ``constants``: each cell's
+        ``step_constants``; ``logits``: the head's prediction of the next frame after every
+        input frame (``heads='all'``), after the last one (``'last'``) or none; ``seq``: the top
+        layer's hidden states (``return_sequence``) or None; ``head_weights``: the head's
+        prepared weights (``layers.Conv2d.prepare``) when it ran, else None."""
         n, t_in, c, h, w = x.shape
         p = self.patch_size
         if c != self.in_channels or h % p != 0 or w % p != 0:
@@ -323,7 +334,8 @@ class ConvLSTM(nn.Cell):
         for hid in self.hidden_channels:
             hs.append(ops.zeros((n, hid, h // p, w // p), x.dtype))
             cs.append(ops.zeros((n, hid, h // p, w // p), x.dtype))
-        peep = [cell.peepholes(state.shape) for cell, state in zip(self._input_cells(), cs)]
+        peep = [cell.step_constants(state) for cell, state in zip(self._input_cells(), cs)]
+        head_weights = self.head.prepare(hs[0]) if heads != "none" else None
         seq = None
         logits = []
         for step in range(t_in):
@@ -332,8 +344,8 @@ class ConvLSTM(nn.Cell):
                 top = ops.expand_dims(hs[-1], 1)
                 seq = top if step == 0 else ops.cat((seq, top), 1)
             if heads == "all" or (heads == "last" and step == t_in - 1):
-                logits.append(self.head.concat_construct(tuple(hs)))
-        return hs, cs, peep, seq, logits
+                logits.append(self.head.concat_construct(tuple(hs), head_weights))
+        return hs, cs, peep, seq, logits, head_weights
 
     def _forecast_step(self, hs, cs, peep, inp=None):
         """One forecaster step (``inp``: the patched frame the first layer reads, or None);
@@ -370,11 +382,13 @@ class ConvLSTM(nn.Cell):
         gives the frames they are compared with.
         """
         if self.single_stack:
-            hs, cs, peep, _, logits = self._read_inputs(x, "all" if target is not None else "last")
+            hs, cs, peep, _, logits, head_weights = self._read_inputs(
+                x, "all" if target is not None else "last")
         else:
             hs, cs = self.encode(x)
-            peep = [cell.peepholes(state.shape) for cell, state in zip(self.forecaster, cs)]
+            peep = [cell.step_constants(state) for cell, state in zip(self.forecaster, cs)]
             logits = []
+            head_weights = self.head.prepare(hs[0]) if self.feed_prediction else None
         if self.feed_prediction:
             frame = self.patchify(x[:, -1:])[:, 0]  # the last input frame, (N, P, H/p, W/p)
             truth = None if target is None else self.patchify(target)
@@ -383,7 +397,7 @@ class ConvLSTM(nn.Cell):
                     z = logits[-1]
                 else:
                     hs, cs = self._forecast_step(hs, cs, peep, frame)
-                    z = self.head.concat_construct(tuple(hs))
+                    z = self.head.concat_construct(tuple(hs), head_weights)
                     logits.append(z)
                 frame = ops.sigmoid(z)
                 if truth is not None and truth_prob is not None and step + 1 < self.output_frames:

@@ -77,6 +77,7 @@ class Conv2d(nn.Conv2d):
         self.conv_padding = padding
         self.onednn_op = None
         self.onednn_concat_op = None
+        self.prepare_op = self.prepared_op = self.prepared_concat_op = None  # see prepare()
         self.input_parts = int(input_parts)
         if impl is not None:
             if impl not in CONV_IMPLS:
@@ -91,6 +92,10 @@ class Conv2d(nn.Conv2d):
                 self.onednn_op = onednn_conv.conv2d_op(bias=has_bias)
                 if 1 < input_parts <= onednn_conv.MAX_PARTS:  # more: one Concat, then the op
                     self.onednn_concat_op = onednn_conv.conv2d_op(input_parts, has_bias)
+                if has_bias:
+                    self.prepare_op, self.prepared_op = onednn_conv.prepared_ops(1)
+                    if self.onednn_concat_op is not None:
+                        self.prepared_concat_op = onednn_conv.prepared_ops(input_parts)[1]
         if isinstance(use_unfold, str):
             if use_unfold != "small":
                 raise ValueError(f"use_unfold must be True, False or 'small', got {use_unfold!r}")
@@ -100,19 +105,36 @@ class Conv2d(nn.Conv2d):
         self.use_unfold = everywhere and kernel_size > 1  # im2col on every map
         self.unfold_small_maps = small_maps and kernel_size > 1  # im2col on tiny maps
 
-    def concat_construct(self, parts):
+    def prepare(self, x_like):
+        """The weights of this layer prepared for many calls in one step, or None.
+
+        With ``impl='onednn'`` and a bias: the weights reordered once into oneDNN's layout
+        (``src.models.onednn_conv.prepared_ops``; ``x_like``: any (N, *, H, W) tensor of the
+        input's batch and map size); pass them to every call of the step (``construct(x,
+        prepared)``) and the per-call weight reorders, forward and in the weight gradient, go
+        away. Otherwise None, which the calls accept as well.
+        """
+        if self.prepare_op is None:
+            return None
+        return self.prepare_op(x_like, self.weight)
+
+    def concat_construct(self, parts, prepared=None):
         """The convolution of ``ops.cat(parts, 1)``, a tuple of (N, C_i, H, W) tensors whose
         channels add up to ``in_channels``. With ``impl='onednn'`` and ``input_parts=len(parts)``
         the op reads the parts itself and splits the input gradient: no Concat kernel, no slicing
-        in the backward pass."""
+        in the backward pass. ``prepared``: from :meth:`prepare` (or None)."""
         if self.onednn_concat_op is not None and len(parts) == self.input_parts:
+            if prepared is not None:
+                return self.prepared_concat_op(*parts, prepared, self.bias)
             if self.has_bias:
                 return self.onednn_concat_op(*parts, self.weight, self.bias)
             return self.onednn_concat_op(*parts, self.weight)
-        return self.construct(ops.cat(parts, 1))
+        return self.construct(ops.cat(parts, 1), prepared)
 
-    def construct(self, x):
+    def construct(self, x, prepared=None):
         if self.onednn_op is not None:  # the bias is added inside the op
+            if prepared is not None:
+                return self.prepared_op(x, prepared, self.bias)
             return self.onednn_op(x, self.weight, self.bias) if self.has_bias else self.onednn_op(x, self.weight)
         if not self.unfold_small_maps:
             return super().construct(x)

@@ -52,18 +52,20 @@ def supports(kernel_size, stride=1, padding=None, dilation=1, group=1):
             and dilation == 1 and group == 1)
 
 
-def _make_op(parts, bias):
+def _make_op(parts, bias, prepared=False):
     path = LIBRARY.require("the oneDNN convolution kernels")
     import mindspore.ops as ops
+    suffix = f"Prepared{parts}" if prepared else str(parts)
 
     def listed(values):  # one output: its shape / dtype; several: their list
         return values[0] if parts == 1 else list(values)
 
-    backward_data = ops.Custom(f"{path}:ConvBackwardData{parts}",
+    backward_data = ops.Custom(f"{path}:ConvBackwardData{suffix}",
                                out_shape=lambda dy, w, *xs: listed(xs),
                                out_dtype=lambda dy, w, *xs: listed(xs), func_type="aot")
     if bias:
-        backward_weights = ops.Custom(f"{path}:ConvBackwardWeightsBias{parts}",
+        name = f"ConvBackwardWeightsPrepared{parts}" if prepared else f"ConvBackwardWeightsBias{parts}"
+        backward_weights = ops.Custom(f"{path}:{name}",
                                       out_shape=lambda *a: [a[-2], a[-1]],
                                       out_dtype=lambda *a: [a[-2], a[-1]], func_type="aot")
     else:
@@ -108,11 +110,12 @@ def _make_op(parts, bias):
               (3, False): bprop_3, (3, True): bprop_3b, (4, False): bprop_4, (4, True): bprop_4b}
     bprop = bprops[(parts, bias)]
 
-    def out_shape(*shapes):
-        x, w = shapes[0], shapes[parts]
-        return [x[0], w[0], x[2], x[3]]
+    def out_shape(*shapes):  # prepared weights may be padded: O from the bias
+        x, o = shapes[0], shapes[parts + 1][0] if prepared else shapes[parts][0]
+        return [x[0], o, x[2], x[3]]
 
-    return ops.Custom(f"{path}:{'ConvForwardBias' if bias else 'ConvForward'}{parts}",
+    forward = "ConvForwardPrepared" if prepared else "ConvForwardBias" if bias else "ConvForward"
+    return ops.Custom(f"{path}:{forward}{parts if prepared else suffix}",
                       out_shape=out_shape, out_dtype=lambda *dtypes: dtypes[0], func_type="aot",
                       bprop=bprop)
 
@@ -129,3 +132,42 @@ def conv2d_op(parts=1, bias=False):
     if not 1 <= parts <= MAX_PARTS:
         raise ValueError(f"the oneDNN convolution takes 1 to {MAX_PARTS} input parts, got {parts}")
     return LIBRARY.cached_op(("conv2d", parts, bias), lambda: _make_op(parts, bias))
+
+
+# the largest block of oneDNN's f32 direct-convolution layouts (16 channels on AVX-512, 8 on
+# AVX2): prepared weights are (O, C) rounded up to it, so any of its layouts fits
+PREPARED_BLOCK = 16
+
+
+def prepared_shape(weight_shape):
+    """The shape of prepared weights for weights ``(O, C, k, k)``: O and C padded to the block."""
+    o, c, kh, kw = weight_shape
+    pad = lambda v: -(-v // PREPARED_BLOCK) * PREPARED_BLOCK  # noqa: E731
+    return [pad(o), pad(c), kh, kw]
+
+
+def _make_prepare():
+    path = LIBRARY.require("the oneDNN convolution kernels")
+    import mindspore.ops as ops
+
+    grad = ops.Custom(f"{path}:WeightsPrepareGrad", out_shape=lambda x, w, dwp: w,
+                      out_dtype=lambda x, w, dwp: w, func_type="aot")
+
+    def bprop(x, w, out, dout):  # x only gives N, H, W
+        return ops.zeros_like(x), grad(x, w, dout)
+
+    return ops.Custom(f"{path}:WeightsPrepare", out_shape=lambda x, w: prepared_shape(w),
+                      out_dtype=lambda x, w: w, func_type="aot", bprop=bprop)
+
+
+def prepared_ops(parts=1):
+    """``(prepare, conv)`` for a convolution with a bias whose weights serve many calls in one
+    step (the time steps of a recurrent network): ``wp = prepare(x_like, w)`` reorders the
+    weights once into the layout oneDNN's forward kernel reads (``x_like``: any (N, *, H, W)
+    tensor of the input's batch and map size); ``conv(x_1, .., x_m, wp, b)`` is then
+    ``conv2d_op(parts, True)`` without the weight reorder of every call, and its weight gradient
+    stays in oneDNN's layout until ``prepare``'s bprop turns the summed gradient back, once."""
+    if not 1 <= parts <= MAX_PARTS:
+        raise ValueError(f"the oneDNN convolution takes 1 to {MAX_PARTS} input parts, got {parts}")
+    return (LIBRARY.cached_op("prepare", _make_prepare),
+            LIBRARY.cached_op(("conv2d_prepared", parts), lambda: _make_op(parts, True, True)))
