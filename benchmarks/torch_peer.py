@@ -167,7 +167,11 @@ class ConvLSTM(nn.Module):
             cells = self.forecaster
             peep = [cell.peepholes(state.shape) for cell, state in zip(cells, cs)]
         frame = xp[:, -1]  # what the first forecaster layer reads with feed_prediction
-        truth = None if target is None or truth_prob is None else self.patchify(target)
+        sampled = target is not None and truth_prob is not None and self.output_frames > 1
+        if sampled:  # every step's draw at once, as the MindSpore network
+            truth = self.patchify(target[:, :self.output_frames - 1])
+            keep = (torch.rand(truth.shape[:2] + (1, 1, 1)) < truth_prob).to(truth.dtype)
+            kept_truth, drop = keep * truth, 1.0 - keep
         for step in range(self.output_frames):
             if not (self.single_stack and step == 0):
                 self._step(cells, frame if self.feed_prediction else None, hs, cs, peep)
@@ -177,9 +181,8 @@ class ConvLSTM(nn.Module):
                     states.append(torch.cat(hs, 1))
             if self.feed_prediction:
                 frame = torch.sigmoid(logits[-1])
-                if truth is not None and step + 1 < self.output_frames:
-                    use_truth = (torch.rand(n, 1, 1, 1) < truth_prob).to(frame.dtype)
-                    frame = use_truth * truth[:, step] + (1.0 - use_truth) * frame
+                if sampled and step + 1 < self.output_frames:
+                    frame = kept_truth[:, step] + drop[:, step] * frame
         if self.feed_prediction:
             z = torch.stack(logits, 1)
         else:  # one head GEMM over every predicted frame

@@ -391,7 +391,13 @@ class ConvLSTM(nn.Cell):
             head_weights = self.head.prepare(hs[0]) if self.feed_prediction else None
         if self.feed_prediction:
             frame = self.patchify(x[:, -1:])[:, 0]  # the last input frame, (N, P, H/p, W/p)
-            truth = None if target is None else self.patchify(target)
+            sampled = target is not None and truth_prob is not None and self.output_frames > 1
+            if sampled:
+                # every step's draw at once (per sequence and step: the true frame with
+                # probability truth_prob): a step then mixes with one Mul and one Add
+                truth = self.patchify(target[:, :self.output_frames - 1])
+                keep = (ops.rand(truth.shape[:2] + (1, 1, 1)) < truth_prob).astype(truth.dtype)
+                kept_truth, drop = keep * truth, 1.0 - keep
             for step in range(self.output_frames):
                 if self.single_stack and step == 0:  # the stack has read the last input frame
                     z = logits[-1]
@@ -400,9 +406,8 @@ class ConvLSTM(nn.Cell):
                     z = self.head.concat_construct(tuple(hs), head_weights)
                     logits.append(z)
                 frame = ops.sigmoid(z)
-                if truth is not None and truth_prob is not None and step + 1 < self.output_frames:
-                    use_truth = (ops.rand((z.shape[0], 1, 1, 1)) < truth_prob).astype(z.dtype)
-                    frame = use_truth * truth[:, step] + (1.0 - use_truth) * frame
+                if sampled and step + 1 < self.output_frames:
+                    frame = kept_truth[:, step] + drop[:, step] * frame
             return self._frames(ops.stack(tuple(logits), 1))
         states = []
         for _ in range(self.output_frames):
