@@ -298,15 +298,21 @@ def test_truth_prob_one_reads_the_true_frames_and_zero_its_predictions():
     np.testing.assert_allclose(forced[:, 0], free[:, 0], atol=1e-6)  # step 0 reads the input frame
 
 
-def test_truth_prob_half_draws_per_sequence_and_step():
+@pytest.mark.parametrize("mode", ["PYNATIVE", "GRAPH"])
+@pytest.mark.parametrize("structure", ["encoder_forecaster", "stack"])
+def test_truth_prob_half_draws_per_sequence_and_step(mode, structure):
     # each sequence's second prediction depends only on the frame its first step fed back: the
     # true frame (as with truth_prob 1) or its own prediction (as with 0); with 1/2 both occur
-    net = tiny(forecaster_input="prediction")
+    net = tiny(forecaster_input="prediction", structure=structure)
     x, y = rand_frames(16), rand_frames(16, 4, seed=3)
-    forced = net(Tensor(x), Tensor(y), Tensor(1.0, ms.float32)).asnumpy()[:, 1]
-    free = net(Tensor(x), Tensor(y), Tensor(0.0, ms.float32)).asnumpy()[:, 1]
-    ms.set_seed(5)
-    mixed = net(Tensor(x), Tensor(y), Tensor(0.5, ms.float32)).asnumpy()[:, 1]
+    ms.set_context(mode=ms.GRAPH_MODE if mode == "GRAPH" else ms.PYNATIVE_MODE)
+    try:
+        ms.set_seed(5)
+        outs = [net(Tensor(x), Tensor(y), Tensor(p, ms.float32)).asnumpy() for p in (1.0, 0.0, 0.5)]
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    step = 1 if structure == "encoder_forecaster" else x.shape[1]  # stack: after the input frames
+    forced, free, mixed = (o[:, step] for o in outs)
     read_truth = [np.allclose(m, f, atol=1e-5) for m, f in zip(mixed, forced)]
     read_own = [np.allclose(m, f, atol=1e-5) for m, f in zip(mixed, free)]
     assert all(a != b for a, b in zip(read_truth, read_own))  # exactly one of the two, per sequence

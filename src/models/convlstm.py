@@ -392,12 +392,8 @@ class ConvLSTM(nn.Cell):
         if self.feed_prediction:
             frame = self.patchify(x[:, -1:])[:, 0]  # the last input frame, (N, P, H/p, W/p)
             sampled = target is not None and truth_prob is not None and self.output_frames > 1
-            if sampled:
-                # every step's draw at once (per sequence and step: the true frame with
-                # probability truth_prob): a step then mixes with one Mul and one Add
-                truth = self.patchify(target[:, :self.output_frames - 1])
-                keep = (ops.rand(truth.shape[:2] + (1, 1, 1)) < truth_prob).astype(truth.dtype)
-                kept_truth, drop = keep * truth, 1.0 - keep
+            # GRAPH mode needs both names bound on both branches of a condition
+            kept_truth, drop = self._sampling_draws(target, truth_prob) if sampled else (None, None)
             for step in range(self.output_frames):
                 if self.single_stack and step == 0:  # the stack has read the last input frame
                     z = logits[-1]
@@ -419,6 +415,15 @@ class ConvLSTM(nn.Cell):
         n, t = z.shape[0], z.shape[1]
         frames = self.head(z.reshape((n * t,) + z.shape[2:]))
         return self._frames(frames.reshape((n, t) + frames.shape[1:]))
+
+    def _sampling_draws(self, target, truth_prob):
+        """Every step's scheduled-sampling draw at once (per sequence and step: the true frame
+        with probability ``truth_prob``): ``(keep * truth, 1 - keep)`` over the first
+        ``output_frames - 1`` target frames in patch space; a step then mixes with one Mul and
+        one Add."""
+        truth = self.patchify(target[:, :self.output_frames - 1])
+        keep = (ops.rand(truth.shape[:2] + (1, 1, 1)) < truth_prob).astype(truth.dtype)
+        return keep * truth, 1.0 - keep
 
     def training_targets(self, x, y):
         """The frames the training logits (``construct(x, y, ...)``) are compared with: ``y``,
