@@ -439,3 +439,24 @@ def test_stack_checkpoint_layouts_convert():
     assert not missing and not unused
     x = Tensor(rand_frames())
     np.testing.assert_allclose(split(x).asnumpy(), fused(x).asnumpy(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_training_mode_reads_the_same_frames(mode, variant):
+    """Training mode reads the input frames through one Unstack (inference and export slice them
+    per step): the same weights give the same logits in both modes, in both execution modes."""
+    net = tiny(hidden_channels=(4, 4), output_frames=2, **variant)
+    x = Tensor(rand_frames(2, 3, 8, 8, seed=3))
+    if mode == "graph":
+        ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        net.set_train(False)
+        sliced = net(x).asnumpy()
+        net.set_train(True)
+        unstacked = net(x).asnumpy()
+    finally:
+        net.set_train(False)
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    assert np.abs(sliced).max() > 0
+    np.testing.assert_allclose(unstacked, sliced, atol=1e-6, rtol=0)
