@@ -246,8 +246,8 @@ def test_thread_pool_survives_oversubscription():
     of its own parallel sections once, so 150 calls give bit-identical outputs equal to native."""
     import subprocess
     import sys
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    from conftest import ROOT
     env = dict(os.environ, ZOO_ONEDNN_THREADS=str(2 * (os.cpu_count() or 1) + 1))
-    out = subprocess.run([sys.executable, "-c", POOL_STRESS], cwd=root, env=env,
+    out = subprocess.run([sys.executable, "-c", POOL_STRESS], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "ok 150" in out.stdout, out.stderr[-2000:]
