@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import mindspore as ms
-from mindspore import Tensor, nn
+from mindspore import Tensor, nn, ops
 
 from src.models.convlstm import ConvLSTM, ConvLSTMCell, convert_legacy_params, count_parameters
 
@@ -460,3 +460,48 @@ def test_training_mode_reads_the_same_frames(mode, variant):
         ms.set_context(mode=ms.PYNATIVE_MODE)
     assert np.abs(sliced).max() > 0
     np.testing.assert_allclose(unstacked, sliced, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["pynative", "graph"])
+@pytest.mark.parametrize("impl", ["native", "unfold", "onednn"])
+@pytest.mark.parametrize("fuse_gates", [True, False])
+def test_zero_state_step_skips_the_state_convolution(mode, impl, fuse_gates):
+    """``h=None`` (the first step of a sequence) gives the values and gradients (input, weights,
+    bias, peepholes) of a step from a zero h, computed without the state-to-state convolution:
+    the fused cell convolves x with its input channels' weights only."""
+    if impl == "onednn":
+        from src.models import onednn_conv
+        if not onednn_conv.availability()[0]:
+            pytest.skip("the oneDNN kernels cannot be built here")
+    cell = ConvLSTMCell(3, 4, 3, 3, fuse_gates=fuse_gates, x_impl=impl, h_impl=impl)
+    rng = np.random.default_rng(7)
+    for p in cell.trainable_params():  # peepholes and biases too: non-zero, so they count
+        p.set_data(Tensor(rng.normal(scale=0.3, size=p.shape).astype(np.float32)))
+    x = Tensor(rng.random((2, 3, 6, 6)).astype(np.float32))
+    c = Tensor(np.zeros((2, 4, 6, 6), np.float32))
+    dh, dc = (Tensor(rng.normal(size=(2, 4, 6, 6)).astype(np.float32)) for _ in range(2))
+
+    class Weighted(nn.Cell):
+        def __init__(self, zero_h):
+            super().__init__()
+            self.cell, self.zero_h = cell, zero_h
+
+        def construct(self, x, c):
+            h_new, c_new = self.cell(x, ops.zeros_like(c) if self.zero_h else None, c)
+            return (h_new * dh).sum() + (c_new * dc).sum()
+
+    if mode == "graph":
+        ms.set_context(mode=ms.GRAPH_MODE)
+    try:
+        results = []
+        for zero_h in (True, False):
+            loss = Weighted(zero_h)
+            grads = ms.grad(loss, grad_position=0, weights=cell.trainable_params())(x, c)
+            results.append([loss(x, c).asnumpy(), grads[0].asnumpy()] + [g.asnumpy() for g in grads[1]])
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    assert len(results[1]) == len(cell.trainable_params()) + 2
+    # all but the peepholes of i and f, which read c = 0, and W_h (unfused), which reads h = 0
+    assert sum(np.abs(want).max() > 0 for want in results[0]) == len(results[0]) - 2 - (not fuse_gates)
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

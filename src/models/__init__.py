@@ -82,6 +82,11 @@ def _convert_convlstm(params, network):
     return convert_legacy_params(params, network)
 
 
+def _tinydarknet_runtime(cfg, log):
+    from src.models.bn_leaky import norm_impl_policy
+    return {"norm_impl": norm_impl_policy(cfg.norm_impl, cfg.device_target, log=log)}
+
+
 def _convlstm_runtime(cfg, log):
     from src.models.lstm_gates import gate_impl_policy
     return {"gate_impl": gate_impl_policy(cfg.gate_impl, cfg.device_target, log=log)}
@@ -100,7 +105,7 @@ MODELS = {
         build=_build_tinydarknet, task="classification", head_prefixes=("classifier.",),
         kwargs_from_config=lambda cfg: dict(num_classes=cfg.num_classes, in_channels=cfg.in_channels),
         conv_shapes=_tinydarknet_convs, input_shape=_image_input,
-        shape_keys=("num_classes", "in_channels")),
+        shape_keys=("num_classes", "in_channels"), runtime_kwargs=_tinydarknet_runtime),
     "convlstm": ModelSpec(
         build=_build_convlstm, task="video_prediction", head_prefixes=("head.",),
         kwargs_from_config=_convlstm_kwargs,

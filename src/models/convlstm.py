@@ -167,11 +167,16 @@ class ConvLSTMCell(nn.Cell):
 
     def construct(self, x, h, c, constants=None):
         """One step: ``(h', c')``; ``constants`` from :meth:`step_constants` (computed here if
-        None)."""
+        None). ``h=None`` (a cell with an input): the state is zero, as at the first step of a
+        sequence, and the state-to-state convolution is skipped (only ``Wx * x``: with fused
+        gates the input channels' share of the weights, ``Conv2d.prefix_construct``); ``c``
+        is still given (zeros)."""
         if constants is None:
             constants = self.step_constants(c)
         w_ci, w_cf, w_co, prepared = constants
-        if self.fused:
+        if h is None:
+            z = self.conv_xh.prefix_construct(x) if self.fused else self.conv_x(x)
+        elif self.fused:
             z = self.conv_xh.concat_construct((x, h), prepared)
         elif self.has_input:
             z = self.conv_x(x) + self.conv_h(h)
@@ -344,7 +349,9 @@ class ConvLSTM(nn.Cell):
         frames = ops.unstack(xp, 1) if self.training else None
         for step in range(t_in):
             frame = frames[step] if self.training else xp[:, step]
-            hs, cs = self._step(self._input_cells(), hs, cs, peep, frame)
+            # the first step's states are zeros: no state-to-state convolution (h None)
+            hs, cs = self._step(self._input_cells(), [None] * self.num_layers if step == 0 else hs,
+                                cs, peep, frame)
             if return_sequence:
                 top = ops.expand_dims(hs[-1], 1)
                 seq = top if step == 0 else ops.cat((seq, top), 1)

@@ -2,7 +2,8 @@
 
 One :class:`AotLibrary` per source file (``lstm_gates.cc``, ``onednn_conv.cc``). It is compiled
 once per machine with the C++ compiler on PATH (``$CXX`` or ``g++``) into the cache folder of
-``src.model_utils.cpu_tuning``; the file name hashes the source, the compiler, the flags, the
+``src.model_utils.cpu_tuning``; the file name hashes the source (and the headers it includes),
+the compiler, the flags, the
 link arguments and the CPU's ISA flags (``-march=native`` code is per ISA), so a changed source or
 another CPU builds anew and never loads a stale library. ``ZOO_NO_CUSTOM_OPS=1`` turns every
 custom kernel off (they then report "not available" and the callers fall back or refuse).
@@ -29,10 +30,13 @@ class AotLibrary:
         link_args: a callable returning ``(args, None)`` (extra arguments after the source, e.g.
             ``-L... -l...``, evaluated at build time) or ``(None, reason)`` when the library
             cannot be built here (a missing dependency).
+        headers: the repository's headers the source includes (hashed with it, so a changed
+            header builds anew).
     """
 
-    def __init__(self, source, flags, link_args=None):
+    def __init__(self, source, flags, link_args=None, headers=()):
         self.source = source
+        self.headers = tuple(headers)
         self.flags = tuple(flags)
         self.link_args = link_args or (lambda: ((), None))
         self.name = os.path.splitext(os.path.basename(source))[0]
@@ -42,8 +46,10 @@ class AotLibrary:
 
     def library_path(self, cxx, link):
         from src.model_utils.cpu_tuning import cache_path, machine_info
-        with open(self.source, "rb") as f:
-            digest = hashlib.sha256(f.read())
+        digest = hashlib.sha256()
+        for path in (self.source,) + self.headers:
+            with open(path, "rb") as f:
+                digest.update(f.read())
         digest.update("|".join((cxx,) + self.flags + tuple(link)).encode())
         digest.update(" ".join(sorted(machine_info()["flags"])).encode())
         return os.path.join(os.path.dirname(cache_path()),
@@ -101,3 +107,38 @@ class AotLibrary:
         op = make()
         with self._lock:
             return self.ops.setdefault(key, op)
+
+
+def fused_kernel_policy(setting, device_target, key, env, settings, availability, what, log=print):
+    """``'native'`` or ``'fused'``: whether a network uses one of these libraries' fused kernels.
+
+    ``setting`` is the config value of ``key`` (one of ``settings``: auto, native, fused); the
+    environment variable ``env`` overrides it. ``auto``: fused on CPU when the library builds
+    here (``availability() -> (ok, path or reason)``), native otherwise (the reason is logged);
+    ``fused`` on another device or without a compiler is a one-line error naming the fix.
+    ``what``: the computation the kernels do, for the log line (one line unless native was
+    asked for).
+    """
+    from src.model_utils.errors import UserError
+    source = env if os.environ.get(env) else key
+    setting = os.environ.get(env) or setting
+    if setting not in settings:
+        raise UserError(f"{source} must be one of {', '.join(settings)}, got {setting!r}")
+    if setting == "native":
+        return "native"
+    if device_target != "CPU":
+        if setting == "auto":
+            return "native"
+        raise UserError(f"{source} fused runs on CPU only (device_target {device_target}): "
+                        f"pass --{key} native")
+    ok, detail = availability()
+    if not ok:
+        if setting == "auto":
+            if log:
+                log(f"{key} auto: native (the fused kernels cannot be built here: {detail})")
+            return "native"
+        raise UserError(f"{source} fused: the fused kernels cannot be built here ({detail}); "
+                        f"install g++ or pass --{key} native")
+    if log:
+        log(f"{key} {setting}: fused, {what} in {os.path.basename(detail)}")
+    return "fused"

@@ -132,30 +132,44 @@ class Conv2d(nn.Conv2d):
         return self.construct(ops.cat(parts, 1), prepared)
 
     def construct(self, x, prepared=None):
+        return self._convolve(x, self.weight, prepared)
+
+    def prefix_construct(self, x):
+        """The convolution of ``ops.cat([x, zeros], 1)`` (``x``: the first C_x of the
+        ``in_channels`` input channels, the rest zero, as a ConvLSTM gate convolution over
+        ``concat([x, h])`` at its first step, h = 0): computed from the weights of those C_x
+        channels only, which skips the zeros' share of the work in every direction."""
+        return self._convolve(x, self.weight[:, :x.shape[1]])
+
+    def _convolve(self, x, weight, prepared=None):
+        """This layer's convolution of ``x`` with ``weight`` (``self.weight`` or its first input
+        channels) and the bias; ``prepared``: the weights from :meth:`prepare`."""
         if self.onednn_op is not None:  # the bias is added inside the op
             if prepared is not None:
                 return self.prepared_op(x, prepared, self.bias)
-            return self.onednn_op(x, self.weight, self.bias) if self.has_bias else self.onednn_op(x, self.weight)
+            return self.onednn_op(x, weight, self.bias) if self.has_bias else self.onednn_op(x, weight)
         if not self.unfold_small_maps:
-            return super().construct(x)
+            out = self.conv2d(x, weight)
+            return self.bias_add(out, self.bias) if self.has_bias else out
         n, _, h, w = x.shape
         k, s, p = self.k, self.conv_stride, self.conv_padding
         out_h = (h + 2 * p - k) // s + 1
         out_w = (w + 2 * p - k) // s + 1
         positions = out_h * out_w
         if positions > TINY_MAP_POSITIONS and not self.use_unfold:
-            return super().construct(x)
+            out = self.conv2d(x, weight)
+            return self.bias_add(out, self.bias) if self.has_bias else out
         cols = ops.unfold(x, kernel_size=k, dilation=1, padding=p, stride=s)  # (N, C*k*k, L)
         if positions > SMALL_MAP_POSITIONS:
             # the GEMM W (O, CKK) x cols_n (CKK, L) for every image, run as a 1x1 convolution of
             # the (N, CKK, 1, L) columns: oneDNN's GEMM, and its backward is two plain GEMMs
             # (ops.matmul would broadcast W to (N, O, CKK) and reduce dW over N: ~25% slower)
             out = ops.conv2d(cols.reshape(n, cols.shape[1], 1, positions),
-                             self.weight.reshape(self.out_channels, cols.shape[1], 1, 1))
+                             weight.reshape(self.out_channels, cols.shape[1], 1, 1))
             if self.has_bias:
                 out = out + self.bias.reshape(1, -1, 1, 1)
             return out.reshape(n, self.out_channels, out_h, out_w)
-        weight = self.weight.reshape(self.out_channels, -1)  # (O, C*k*k)
+        weight = weight.reshape(self.out_channels, -1)  # (O, C*k*k)
         cols = cols.transpose(1, 0, 2).reshape(cols.shape[1], n * positions)  # (C*k*k, N*L)
         out = ops.matmul(weight, cols)  # (O, N*L): one GEMM over the whole batch
         if self.has_bias:

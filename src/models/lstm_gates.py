@@ -15,7 +15,7 @@ Importing this module costs nothing: MindSpore is imported on first use.
 """
 import os
 
-from src.models.custom_ops import AotLibrary
+from src.models.custom_ops import AotLibrary, fused_kernel_policy
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lstm_gates.cc")
 # no -ffast-math: inf / NaN must survive (a diverging run has to show a non-finite loss); the
@@ -58,34 +58,12 @@ GATE_SETTINGS = ("auto",) + GATE_IMPLS  # what the config may say
 
 def gate_impl_policy(setting, device_target, log=print):
     """``'native'`` or ``'fused'`` for a training / evaluation network (export always builds
-    native). ``ZOO_GATE_IMPL`` overrides ``setting``. ``auto``: fused on CPU when the kernels
-    build here, native otherwise (the reason is logged); fused on another device or without a
-    compiler is a one-line error naming the fix. Logs one line unless native was asked for.
+    native). ``ZOO_GATE_IMPL`` overrides ``setting`` (``custom_ops.fused_kernel_policy``).
 
     Measured (2-core Zen 4, AVX-512, training steps alternated in one process): with the gate
     convolutions in oneDNN's direct kernel (``conv_impl: auto`` there) the CPU config's step is
     13-14 % faster fused (145 against 166 ms median); with the native convolutions it was ~4 %
     (benchmarks/README.md)."""
-    from src.model_utils.errors import UserError
-    source = "ZOO_GATE_IMPL" if os.environ.get("ZOO_GATE_IMPL") else "gate_impl"
-    setting = os.environ.get("ZOO_GATE_IMPL") or setting
-    if setting not in GATE_SETTINGS:
-        raise UserError(f"{source} must be one of {', '.join(GATE_SETTINGS)}, got {setting!r}")
-    if setting == "native":
-        return "native"
-    if device_target != "CPU":
-        if setting == "auto":
-            return "native"
-        raise UserError(f"{source} fused runs on CPU only (device_target {device_target}): "
-                        "pass --gate_impl native")
-    ok, detail = availability()
-    if not ok:
-        if setting == "auto":
-            if log:
-                log(f"gate_impl auto: native (the fused kernels cannot be built here: {detail})")
-            return "native"
-        raise UserError(f"{source} fused: the gate kernels cannot be built here ({detail}); "
-                        "install g++ or pass --gate_impl native")
-    if log:
-        log(f"gate_impl {setting}: fused, LSTM gate math in {os.path.basename(detail)}")
-    return "fused"
+    return fused_kernel_policy(setting, device_target, key="gate_impl", env="ZOO_GATE_IMPL",
+                               settings=GATE_SETTINGS, availability=availability,
+                               what="LSTM gate math", log=log)

@@ -16,12 +16,10 @@
 //
 // oneDNN's C API is declared below (only what this file uses; the values are those of oneDNN
 // 3.x, whose C ABI is stable within the major version). MindSpore builds oneDNN with its
-// "threadpool" CPU runtime, so the stream gets a thread pool of our own (class Pool).
+// "threadpool" CPU runtime, so the stream gets a thread pool of our own (zoo::Pool, thread_pool.h).
 //
 // AOT calling convention (MindSpore 2.x): params = inputs then outputs, float32, contiguous;
 // return 0 on success.
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -29,11 +27,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <tuple>
 #include <vector>
 
-#include <sched.h>
+#include "thread_pool.h"
 
 extern "C" {
 typedef struct dnnl_engine *dnnl_engine_t;
@@ -114,121 +111,18 @@ struct ThreadpoolIface {
   virtual ~ThreadpoolIface() = default;
 };
 
-thread_local bool in_parallel = false;
-
-// The calling thread and (threads - 1) helpers share the n tasks of a parallel_for. A task is
-// claimed with one compare-and-swap on a word holding (generation, n, next index), so a helper
-// that wakes late -- after the call it was woken for has ended -- finds another generation and
-// claims nothing. The caller runs tasks until none is left to claim, then waits only for tasks a
-// helper has actually claimed: it never waits for a helper that is still asleep or waiting for a
-// core. (With a count of helpers to wait for, a helper kept off the CPU by MindSpore's own
-// threads, which spin for a while after each of their kernels, held every call up by a scheduler
-// time slice: the same 3x3 convolution took 0.6 ms alone and 6-8 ms between MindSpore kernels on
-// a 2-core AMD EPYC Zen 5.) While an op runs (set_active(true) .. set_active(false)) the helpers
-// spin for the next parallel_for (oneDNN issues several per primitive, plus the reorders);
-// between ops they sleep on a condition variable at once, so they never compete for the cores
-// with MindSpore's own kernels (spinning between ops made a Tiny-DarkNet step ~15 % slower).
-class Pool final : public ThreadpoolIface {
+// oneDNN's stream runs its parallel loops on a zoo::Pool (thread_pool.h)
+class StreamPool final : public ThreadpoolIface {
  public:
-  explicit Pool(int threads) : threads_(threads < 1 ? 1 : threads) {
-    for (int t = 1; t < threads_; ++t) helpers_.emplace_back([this] { loop(); });
-  }
-  ~Pool() override {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-      generation_.fetch_add(1);
-    }
-    wake_.notify_all();
-    for (auto &h : helpers_) h.join();
-  }
-  void set_active(bool active) {
-    if (active) {
-      active_.store(true);
-      return;
-    }
-    std::lock_guard<std::mutex> lock(mutex_);
-    active_.store(false);  // helpers that spin see it and go to sleep
-  }
-  int get_num_threads() const override { return threads_; }
-  bool get_in_parallel() const override { return in_parallel; }
-  uint64_t get_flags() const override { return 0; }
+  explicit StreamPool(int threads) : pool(threads) {}
+  int get_num_threads() const override { return pool.threads(); }
+  bool get_in_parallel() const override { return zoo::Pool::in_parallel(); }
   void parallel_for(int n, const std::function<void(int, int)> &fn) override {
-    if (n <= 0) return;
-    if (n == 1 || threads_ == 1 || in_parallel || n > kMaxTasks) {
-      for (int i = 0; i < n; ++i) fn(i, n);
-      return;
-    }
-    uint64_t gen;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      gen = (generation_.load() + 1) & kGenMask;
-      fn_ = &fn;
-      done_.store(0);
-      claim_.store(pack(gen, n, 0));  // published before the generation the helpers watch
-      generation_.store(gen);
-    }
-    wake_.notify_all();
-    int mine = run(gen);
-    while (done_.load(std::memory_order_acquire) < n - mine) __builtin_ia32_pause();
+    pool.parallel_for(n, fn);
   }
-
- private:
-  static constexpr int kIndexBits = 20;
-  static constexpr uint64_t kIndexMask = (uint64_t(1) << kIndexBits) - 1;
-  static constexpr int kMaxTasks = int(kIndexMask);
-  static constexpr uint64_t kGenMask = (uint64_t(1) << 24) - 1;
-  static uint64_t pack(uint64_t gen, uint64_t n, uint64_t i) {
-    return (gen << (2 * kIndexBits)) | (n << kIndexBits) | i;
-  }
-  // claims and runs tasks of generation gen while there are any; the number it ran
-  int run(uint64_t gen) {
-    int ran = 0;
-    uint64_t word = claim_.load();
-    for (;;) {
-      const uint64_t i = word & kIndexMask, n = (word >> kIndexBits) & kIndexMask;
-      if ((word >> (2 * kIndexBits)) != gen || i >= n) return ran;
-      if (!claim_.compare_exchange_weak(word, word + 1)) continue;  // word reloaded
-      // claimed: the caller waits for this task, so fn_ stays valid until it is done
-      in_parallel = true;
-      (*fn_)(static_cast<int>(i), static_cast<int>(n));
-      in_parallel = false;
-      ++ran;
-      word = claim_.load();
-    }
-  }
-  void loop() {
-    uint64_t seen = 0;
-    for (;;) {
-      for (int spin = 0; spin < 20000 && generation_.load() == seen && active_.load(); ++spin)
-        __builtin_ia32_pause();
-      if (generation_.load() == seen) {
-        std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return generation_.load() != seen || stop_; });
-      }
-      if (stop_) return;
-      seen = generation_.load();
-      int ran = run(seen);
-      if (ran) done_.fetch_add(ran, std::memory_order_release);
-    }
-  }
-  const int threads_;
-  std::vector<std::thread> helpers_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::atomic<uint64_t> generation_{0}, claim_{0};
-  std::atomic<int> done_{0};
-  std::atomic<bool> active_{false};
-  const std::function<void(int, int)> *fn_ = nullptr;
-  bool stop_ = false;
+  uint64_t get_flags() const override { return 0; }  // synchronous
+  zoo::Pool pool;
 };
-
-int usable_cores() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
-  unsigned n = std::thread::hardware_concurrency();
-  return n ? static_cast<int>(n) : 1;
-}
 
 // A tensor as the caller holds it (plain NCHW / OIHW) and as the primitive wants it; when the
 // two differ, a reorder primitive and a buffer of the primitive's layout.
@@ -259,7 +153,7 @@ struct Plan {
 struct Runtime {
   dnnl_engine_t engine = nullptr;
   dnnl_stream_t stream = nullptr;
-  std::unique_ptr<Pool> pool;
+  std::unique_ptr<StreamPool> pool;
   std::map<std::tuple<int, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>,
            std::unique_ptr<Plan>>
       plans;
@@ -269,8 +163,7 @@ struct Runtime {
 Runtime *runtime() {
   static Runtime *rt = [] {
     auto *r = new Runtime();  // never destroyed: the helpers live as long as the process
-    const char *env = std::getenv("ZOO_ONEDNN_THREADS");
-    r->pool.reset(new Pool(env && std::atoi(env) > 0 ? std::atoi(env) : usable_cores()));
+    r->pool.reset(new StreamPool(zoo::pool_threads()));
     if (dnnl_engine_create(&r->engine, kCpu, 0) != 0 ||
         dnnl_threadpool_interop_stream_create(&r->stream, r->engine, r->pool.get()) != 0)
       r->engine = nullptr;
@@ -443,12 +336,7 @@ int64_t elements(const int64_t *shape, int ndims) {
 template <class Op>
 int locked(Runtime *rt, Op op) {
   std::lock_guard<std::mutex> lock(rt->mutex);
-  rt->pool->set_active(true);
-  struct Idle {  // helpers sleep again however this call returns
-    Pool *pool;
-    ~Idle() { pool->set_active(false); }
-  } idle{rt->pool.get()};
-  return op();
+  return zoo::with_active(&rt->pool->pool, op);
 }
 
 // The parameters, by kind (m >= 1 parts of the input; b / db only with a bias; wp: the weights as

@@ -25,6 +25,7 @@ import os
 from src.models.custom_ops import AotLibrary
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onednn_conv.cc")
+THREAD_POOL = os.path.join(os.path.dirname(SOURCE), "thread_pool.h")
 CXX_FLAGS = ("-O2", "-shared", "-fPIC", "-std=c++14", "-pthread")
 
 
@@ -37,7 +38,7 @@ def _link_args():
     return ("-L" + folder, "-l:" + os.path.basename(lib), "-Wl,-rpath," + folder), None
 
 
-LIBRARY = AotLibrary(SOURCE, CXX_FLAGS, link_args=_link_args)
+LIBRARY = AotLibrary(SOURCE, CXX_FLAGS, link_args=_link_args, headers=(THREAD_POOL,))
 
 
 def availability():

@@ -5,9 +5,12 @@ Conv 16 (the classifier, 1x1 -> ``num_classes``): bias, no BatchNorm, linear. Ma
 convs 1, 2, 6 and 10, then global average pooling (a mean over H, W: exports to ONNX and MindIR,
 unlike AdaptiveAvgPool2D). The network returns logits; softmax lives in the loss.
 """
+import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
+from mindspore import Tensor
 
+from src.models.bn_leaky import NORM_IMPLS
 from src.models.layers import Conv2d, LeakyReLU, MaxPool2d
 
 # (out_channels, kernel) per conv; "M" = max-pool 2x2 stride 2. The last conv is the classifier.
@@ -18,19 +21,42 @@ TINY_DARKNET_CFG = (
     (64, 1), (512, 3), (64, 1), (512, 3), (128, 1),
 )
 LEAKY_SLOPE = 0.1
+BN_MOMENTUM = 0.9  # moving statistics: 0.9 * moving + 0.1 * batch
+BN_EPS = 1e-5
 
 
 class ConvBNLeaky(nn.Cell):
-    """Conv (no bias) + BatchNorm + LeakyReLU(0.1): darknet's ``batch_normalize=1, leaky``."""
+    """Conv (no bias) + BatchNorm + LeakyReLU(0.1): darknet's ``batch_normalize=1, leaky``.
 
-    def __init__(self, in_channels, out_channels, kernel_size, use_unfold=False, impl=None):
+    ``norm_impl='fused'``: in training mode BatchNorm and leaky ReLU run as one CPU kernel each
+    way (``src.models.bn_leaky``; same parameters, moving statistics and values to float
+    rounding); evaluation, export and a BatchNorm told to use its stored statistics in training
+    (``use_batch_statistics=False``: a frozen backbone) run the native layers.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, use_unfold=False, impl=None,
+                 norm_impl="native"):
         super().__init__()
+        if norm_impl not in NORM_IMPLS:
+            raise ValueError(f"ConvBNLeaky: norm_impl must be one of {', '.join(NORM_IMPLS)}, "
+                             f"got {norm_impl!r}")
         self.conv = Conv2d(in_channels, out_channels, kernel_size, use_unfold=use_unfold, impl=impl)
-        self.bn = nn.BatchNorm2d(out_channels, momentum=0.9, eps=1e-5)
+        self.bn = nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM, eps=BN_EPS)
         self.act = LeakyReLU(alpha=LEAKY_SLOPE)  # nn.LeakyReLU with a cheap gradient (CPU speed)
+        self.fused_op = None
+        if norm_impl == "fused":
+            from src.models.bn_leaky import bn_leaky_op
+            self.fused_op = bn_leaky_op()
+            # eps, the moving statistics' keep factor (nn.BatchNorm2d stores 1 - momentum), slope
+            self.hyper = Tensor([self.bn.eps, 1.0 - self.bn.momentum, LEAKY_SLOPE], ms.float32)
 
     def construct(self, x):
-        return self.act(self.bn(self.conv(x)))
+        x = self.conv(x)
+        if self.training and self.fused_op is not None and self.bn.use_batch_statistics is not False:
+            bn = self.bn
+            return self.fused_op(x, bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance,
+                                 self.hyper)[0]
+        return self.act(self.bn(x))
 
 
 class TinyDarkNet(nn.Cell):
@@ -45,12 +71,14 @@ class TinyDarkNet(nn.Cell):
             ``use_unfold``. Needs ``image_size``.
         image_size (int or None): input height = width, to give ``conv_impl`` each layer's map
             size (the network itself accepts any size divisible by 16).
+        norm_impl (str): ``'native'`` or ``'fused'`` BatchNorm + leaky ReLU in training
+            (``ConvBNLeaky``; CPU only).
 
     Input (N, in_channels, H, W) float32, any H, W divisible by 16. Output (N, num_classes) logits.
     """
 
     def __init__(self, num_classes=1000, in_channels=3, use_unfold=False, conv_impl=None,
-                 image_size=None):
+                 image_size=None, norm_impl="native"):
         super().__init__()
         if conv_impl is not None and not image_size:
             raise ValueError("TinyDarkNet: conv_impl needs image_size (the input height/width)")
@@ -62,7 +90,7 @@ class TinyDarkNet(nn.Cell):
                 channels, out_channels, kernel, size = item
                 impl = conv_impl(channels, out_channels, kernel, size, size) if conv_impl else None
                 layers.append(ConvBNLeaky(channels, out_channels, kernel, use_unfold=use_unfold,
-                                          impl=impl))
+                                          impl=impl, norm_impl=norm_impl))
         self.features = nn.SequentialCell(layers)
         head = (TINY_DARKNET_CFG[-1][0], num_classes, 1, (image_size or 0) // 16)
         self.classifier = Conv2d(*head[:3], has_bias=True,
@@ -93,7 +121,8 @@ def conv_shapes(num_classes=1000, in_channels=3, image_size=224):
     return convs + [(TINY_DARKNET_CFG[-1][0], num_classes, 1, size, size)]
 
 
-def tinydarknet(num_classes=1000, in_channels=3, use_unfold=False, conv_impl=None, image_size=None):
+def tinydarknet(num_classes=1000, in_channels=3, use_unfold=False, conv_impl=None, image_size=None,
+                norm_impl="native"):
     """Factory used by :func:`src.models.create_model`."""
     return TinyDarkNet(num_classes=num_classes, in_channels=in_channels, use_unfold=use_unfold,
-                       conv_impl=conv_impl, image_size=image_size)
+                       conv_impl=conv_impl, image_size=image_size, norm_impl=norm_impl)

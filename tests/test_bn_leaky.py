@@ -1,0 +1,190 @@
+"""The fused BatchNorm + leaky ReLU kernels (src/models/bn_leaky.*): the float64 math, the native
+layers' values, gradients and moving statistics (PyNative and GRAPH), NaN kept, a Tiny-DarkNet
+training step and evaluation unchanged, and the auto / native / fused choice."""
+import os
+import shutil
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn
+
+from src.models import bn_leaky
+from src.models.tinydarknet import BN_EPS, BN_MOMENTUM, LEAKY_SLOPE, ConvBNLeaky, TinyDarkNet
+from src.model_utils.errors import UserError
+
+needs_compiler = pytest.mark.skipif(not shutil.which(os.environ.get("CXX") or "g++"),
+                                    reason="no C++ compiler to build the kernels")
+
+
+def reference(x, gamma, beta, dy):
+    """Batch-statistics BatchNorm + leaky ReLU and its input / gamma / beta gradients (float64)."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    view = (1, -1) + (1,) * (x.ndim - 2)
+    mean, var = x.mean(axes), x.var(axes)
+    xhat = (x - mean.reshape(view)) / np.sqrt(var.reshape(view) + BN_EPS)
+    b = gamma.reshape(view) * xhat + beta.reshape(view)
+    y = np.where(b > 0, b, LEAKY_SLOPE * b)
+    g = dy * np.where(b > 0, 1.0, LEAKY_SLOPE)
+    m = x.size // x.shape[1]
+    dbeta, dgamma = g.sum(axes), (g * xhat).sum(axes)
+    dx = (gamma / np.sqrt(var + BN_EPS)).reshape(view) * (
+        g - dbeta.reshape(view) / m - xhat * dgamma.reshape(view) / m)
+    return y, dx, dgamma, dbeta, mean, x.var(axes, ddof=1)
+
+
+class Weighted(nn.Cell):
+    """sum(layer(x) * dy): its gradients are the layer's vector-Jacobian products with dy."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def construct(self, x, dy):
+        return (self.layer(x) * dy).sum()
+
+
+def layer_pair(rng, cin, cout):
+    """A native and a fused ConvBNLeaky (1x1 convolution) with the same non-trivial parameters."""
+    layers = [ConvBNLeaky(cin, cout, 1, norm_impl=impl) for impl in ("native", "fused")]
+    values = {"conv.weight": rng.normal(size=(cout, cin, 1, 1)), "bn.gamma": 1 + 0.3 * rng.normal(size=cout),
+              "bn.beta": 0.3 * rng.normal(size=cout), "bn.moving_mean": rng.normal(size=cout),
+              "bn.moving_variance": 1 + rng.random(cout)}
+    for layer in layers:
+        for name, param in layer.parameters_and_names():
+            param.set_data(ms.Tensor(values[name].astype(np.float32)))
+        layer.set_train(True)
+    return layers
+
+
+def run(layer, x, dy):
+    grads = ms.grad(Weighted(layer), grad_position=0, weights=layer.trainable_params())(x, dy)
+    return [layer(x).asnumpy(), grads[0].asnumpy()] + [g.asnumpy() for g in grads[1]]
+
+
+@needs_compiler
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE])
+@pytest.mark.parametrize("shape", [(4, 3, 7, 7), (2, 5, 17, 19), (3, 6, 1, 1), (1, 2, 3, 1)])
+def test_fused_layer_matches_the_native_one(mode, shape):
+    """Values, every gradient and the moving statistics after two steps; odd map sizes (the
+    kernels' vector and scalar loops, chunks of 256), a 1x1 map, one image."""
+    ms.set_context(mode=mode)
+    rng = np.random.default_rng(sum(shape))
+    n, c, h, w = shape
+    native, fused = layer_pair(rng, 4, c)
+    x = ms.Tensor((3 * rng.normal(size=(n, 4, h, w)) + 2).astype(np.float32))
+    dy = ms.Tensor(rng.normal(size=(n, c, h, w)).astype(np.float32))
+    want, got = run(native, x, dy), run(fused, x, dy)  # each layer runs forward twice
+    for a, b in zip(got, want):
+        scale = max(float(np.abs(b).max()), 1.0)
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-5 * scale)
+    for name in ("moving_mean", "moving_variance"):
+        np.testing.assert_allclose(getattr(fused.bn, name).asnumpy(), getattr(native.bn, name).asnumpy(),
+                                   rtol=1e-5, atol=1e-6)
+
+
+@needs_compiler
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_op_matches_float64_math(offset):
+    """The op against float64 numpy, also where the mean is far larger than the spread (the
+    kernel sums shifted values; E[x^2] - E[x]^2 in float would lose every digit there)."""
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    rng = np.random.default_rng(1)
+    x = offset + rng.normal(size=(3, 4, 5, 6)).astype(np.float32)
+    gamma, beta = 1 + 0.3 * rng.normal(size=4), 0.3 * rng.normal(size=4)
+    dy = rng.normal(size=x.shape)
+    y_ref, dx_ref, dgamma_ref, dbeta_ref, mean, unbiased = reference(x.astype(np.float64), gamma, beta, dy)
+    f32 = lambda a: ms.Tensor(np.asarray(a, np.float32))  # noqa: E731
+    moving_mean, moving_var = ms.Parameter(f32(np.zeros(4)), "mm"), ms.Parameter(f32(np.ones(4)), "mv")
+    hyper = f32([BN_EPS, BN_MOMENTUM, LEAKY_SLOPE])
+    op = bn_leaky.bn_leaky_op()
+    y, batch_mean, istd = op(f32(x), f32(gamma), f32(beta), moving_mean, moving_var, hyper)
+    # float32 holds the mean to half a unit in its last place: that much times gamma / std
+    atol = 2e-5 + np.spacing(np.float32(offset)) * np.abs(gamma).max()
+    np.testing.assert_allclose(y.asnumpy(), y_ref, rtol=0, atol=atol)
+    np.testing.assert_allclose(batch_mean.asnumpy(), mean, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(moving_mean.asnumpy(), (1 - BN_MOMENTUM) * mean, rtol=1e-6)
+    np.testing.assert_allclose(moving_var.asnumpy(), BN_MOMENTUM + (1 - BN_MOMENTUM) * unbiased, rtol=1e-5)
+    grads = ms.grad(lambda *a: (op(*a)[0] * f32(dy)).sum(), grad_position=(0, 1, 2))(
+        f32(x), f32(gamma), f32(beta), moving_mean, moving_var, hyper)
+    for got, want in zip(grads, (dx_ref, dgamma_ref, dbeta_ref)):
+        np.testing.assert_allclose(got.asnumpy(), want, rtol=0, atol=5e-5 * max(np.abs(want).max(), 1))
+
+
+@needs_compiler
+def test_nan_reaches_the_output_and_only_its_channel():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    x = np.random.default_rng(2).normal(size=(2, 3, 4, 4)).astype(np.float32)
+    x[1, 1, 2, 3] = np.nan
+    f32 = lambda a: ms.Tensor(np.asarray(a, np.float32))  # noqa: E731
+    y = bn_leaky.bn_leaky_op()(f32(x), f32(np.ones(3)), f32(np.zeros(3)), ms.Parameter(f32(np.zeros(3)), "mm"),
+                               ms.Parameter(f32(np.ones(3)), "mv"), f32([BN_EPS, BN_MOMENTUM, LEAKY_SLOPE]))[0]
+    y = y.asnumpy()
+    assert np.isnan(y[:, 1]).all()  # a diverged batch must show in the loss
+    assert np.isfinite(y[:, [0, 2]]).all()
+
+
+@needs_compiler
+def test_tinydarknet_trains_and_evaluates_like_the_native_one():
+    """GRAPH mode: one momentum step of each network from the same parameters gives the same
+    loss, parameters and moving statistics; evaluation (native layers in both) the same logits."""
+    ms.set_context(mode=ms.GRAPH_MODE)
+    rng = np.random.default_rng(3)
+    x = ms.Tensor(rng.random((4, 3, 32, 32)).astype(np.float32))
+    labels = ms.Tensor(rng.integers(0, 10, 4).astype(np.int32))
+    nets = []
+    for impl in ("native", "fused"):
+        ms.set_seed(5)
+        nets.append(TinyDarkNet(num_classes=10, image_size=32, norm_impl=impl))
+    params = {p.name: p.asnumpy() for p in nets[0].get_parameters()}
+    losses = []
+    for net in nets:
+        for p in net.get_parameters():
+            p.set_data(ms.Tensor(params[p.name]))
+        step = nn.TrainOneStepCell(nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")),
+                                   nn.Momentum(net.trainable_params(), 0.01, 0.9))
+        step.set_train(True)
+        losses.append(float(step(x, labels).asnumpy()))
+    assert abs(losses[0] - losses[1]) < 1e-5 * max(1.0, abs(losses[0]))
+    fused_params = {p.name: p.asnumpy() for p in nets[1].get_parameters()}
+    moved = 0
+    for p in nets[0].get_parameters():
+        np.testing.assert_allclose(fused_params[p.name], p.asnumpy(), rtol=1e-4, atol=1e-5, err_msg=p.name)
+        moved += not np.array_equal(fused_params[p.name], params[p.name])
+    assert moved == len(params)  # every weight, gamma, beta and moving statistic changed
+    for net in nets:
+        net.set_train(False)
+    np.testing.assert_allclose(nets[1](x).asnumpy(), nets[0](x).asnumpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_norm_choice(monkeypatch):
+    logs = []
+    assert bn_leaky.norm_impl_policy("native", "CPU", log=logs.append) == "native"
+    with pytest.raises(UserError, match="CPU only.*--norm_impl native"):
+        bn_leaky.norm_impl_policy("fused", "GPU")
+    monkeypatch.setattr(bn_leaky.LIBRARY, "_available", (False, "no C++ compiler (g++) on PATH"))
+    with pytest.raises(UserError, match="no C\\+\\+ compiler.*install g\\+\\+ or pass --norm_impl native"):
+        bn_leaky.norm_impl_policy("fused", "CPU")
+    assert bn_leaky.norm_impl_policy("auto", "CPU", log=logs.append) == "native"
+    assert logs == ["norm_impl auto: native (the fused kernels cannot be built here: "
+                    "no C++ compiler (g++) on PATH)"]
+    assert bn_leaky.norm_impl_policy("auto", "Ascend", log=None) == "native"
+    logs.clear()
+    monkeypatch.setattr(bn_leaky.LIBRARY, "_available", (True, "/cache/bn_leaky-x.so"))
+    assert bn_leaky.norm_impl_policy("auto", "CPU", log=logs.append) == "fused"
+    assert logs == ["norm_impl auto: fused, training BatchNorm + leaky ReLU in bn_leaky-x.so"]
+    monkeypatch.setenv("ZOO_NORM_IMPL", "native")  # the environment overrides the config
+    assert bn_leaky.norm_impl_policy("fused", "CPU", log=None) == "native"
+    monkeypatch.setenv("ZOO_NORM_IMPL", "fast")
+    with pytest.raises(UserError, match="ZOO_NORM_IMPL must be one of auto, native, fused"):
+        bn_leaky.norm_impl_policy("native", "CPU")
+    with pytest.raises(ValueError, match="norm_impl must be one of native, fused"):
+        ConvBNLeaky(3, 4, 3, norm_impl="fast")
+
+
+def test_export_builds_native_layers():
+    from src.model_utils.config import get_config
+    from src.models import model_kwargs
+    cfg = get_config(["--config_path", "config/cifar10_config_cpu.yaml"])
+    assert "norm_impl" not in model_kwargs(cfg, export=True)  # exported graphs: native ops
+    assert model_kwargs(cfg, log=None)["norm_impl"] in ("native", "fused")
