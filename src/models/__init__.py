@@ -83,8 +83,8 @@ def _convert_convlstm(params, network):
 
 
 def _tinydarknet_runtime(cfg, log):
-    from src.models.bn_leaky import norm_impl_policy
-    return {"norm_impl": norm_impl_policy(cfg.norm_impl, cfg.device_target, log=log)}
+    from src.models.fused_layers import layer_impl_policy
+    return {"layer_impl": layer_impl_policy(cfg.layer_impl, cfg.device_target, log=log)}
 
 
 def _convlstm_runtime(cfg, log):

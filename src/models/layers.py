@@ -225,13 +225,29 @@ class MaxPool2d(nn.MaxPool2d):
     and gradients are identical to ``nn.MaxPool2d`` (ties go to the first maximum in both). In
     inference mode (``set_train(False)``: evaluation, export to MindIR / ONNX) it is the plain
     ``MaxPool`` op.
+
+    ``impl='fused'`` (2x2 windows with stride 2 only; CPU): training pools with the C++ kernel of
+    ``src.models.fused_layers`` instead (same values and gradients, ~2x faster forward +
+    backward on Tiny-DarkNet's maps).
     """
 
-    def __init__(self, kernel_size=1, stride=1):
+    def __init__(self, kernel_size=1, stride=1, impl="native"):
         super().__init__(kernel_size=kernel_size, stride=stride, pad_mode="valid")
+        if impl not in ("native", "fused"):
+            raise ValueError(f"MaxPool2d: impl must be native or fused, got {impl!r}")
         self.argmax_pool = _argmax_pool(kernel_size, stride)
+        self.fused_pool = None
+        if impl == "fused":
+            pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+            if pair(kernel_size) != (2, 2) or pair(stride) != (2, 2):
+                raise ValueError("MaxPool2d: impl 'fused' pools 2x2 windows with stride 2, got "
+                                 f"kernel_size {kernel_size}, stride {stride}")
+            from src.models.fused_layers import max_pool_op
+            self.fused_pool = max_pool_op()
 
     def construct(self, x):
         if self.training:
+            if self.fused_pool is not None:
+                return self.fused_pool(x)
             return self.argmax_pool(x)[0]
         return super().construct(x)

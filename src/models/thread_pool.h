@@ -1,5 +1,5 @@
 // A small thread pool for the repository's CPU custom ops (included by onednn_conv.cc, the
-// thread pool of oneDNN's stream, and bn_leaky.cc). Header-only: each library gets its own pool.
+// thread pool of oneDNN's stream, and fused_layers.cc). Header-only: each library gets its own pool.
 #ifndef ZOO_THREAD_POOL_H_
 #define ZOO_THREAD_POOL_H_
 

@@ -10,7 +10,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore import Tensor
 
-from src.models.bn_leaky import NORM_IMPLS
+from src.models.fused_layers import LAYER_IMPLS
 from src.models.layers import Conv2d, LeakyReLU, MaxPool2d
 
 # (out_channels, kernel) per conv; "M" = max-pool 2x2 stride 2. The last conv is the classifier.
@@ -28,24 +28,24 @@ BN_EPS = 1e-5
 class ConvBNLeaky(nn.Cell):
     """Conv (no bias) + BatchNorm + LeakyReLU(0.1): darknet's ``batch_normalize=1, leaky``.
 
-    ``norm_impl='fused'``: in training mode BatchNorm and leaky ReLU run as one CPU kernel each
-    way (``src.models.bn_leaky``; same parameters, moving statistics and values to float
+    ``layer_impl='fused'``: in training mode BatchNorm and leaky ReLU run as one CPU kernel each
+    way (``src.models.fused_layers``; same parameters, moving statistics and values to float
     rounding); evaluation, export and a BatchNorm told to use its stored statistics in training
     (``use_batch_statistics=False``: a frozen backbone) run the native layers.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, use_unfold=False, impl=None,
-                 norm_impl="native"):
+                 layer_impl="native"):
         super().__init__()
-        if norm_impl not in NORM_IMPLS:
-            raise ValueError(f"ConvBNLeaky: norm_impl must be one of {', '.join(NORM_IMPLS)}, "
-                             f"got {norm_impl!r}")
+        if layer_impl not in LAYER_IMPLS:
+            raise ValueError(f"ConvBNLeaky: layer_impl must be one of {', '.join(LAYER_IMPLS)}, "
+                             f"got {layer_impl!r}")
         self.conv = Conv2d(in_channels, out_channels, kernel_size, use_unfold=use_unfold, impl=impl)
         self.bn = nn.BatchNorm2d(out_channels, momentum=BN_MOMENTUM, eps=BN_EPS)
         self.act = LeakyReLU(alpha=LEAKY_SLOPE)  # nn.LeakyReLU with a cheap gradient (CPU speed)
         self.fused_op = None
-        if norm_impl == "fused":
-            from src.models.bn_leaky import bn_leaky_op
+        if layer_impl == "fused":
+            from src.models.fused_layers import bn_leaky_op
             self.fused_op = bn_leaky_op()
             # eps, the moving statistics' keep factor (nn.BatchNorm2d stores 1 - momentum), slope
             self.hyper = Tensor([self.bn.eps, 1.0 - self.bn.momentum, LEAKY_SLOPE], ms.float32)
@@ -71,26 +71,27 @@ class TinyDarkNet(nn.Cell):
             ``use_unfold``. Needs ``image_size``.
         image_size (int or None): input height = width, to give ``conv_impl`` each layer's map
             size (the network itself accepts any size divisible by 16).
-        norm_impl (str): ``'native'`` or ``'fused'`` BatchNorm + leaky ReLU in training
-            (``ConvBNLeaky``; CPU only).
+        layer_impl (str): ``'native'`` or ``'fused'`` BatchNorm + leaky ReLU and max-pools in
+            training (``ConvBNLeaky``, ``layers.MaxPool2d``; CPU only).
 
     Input (N, in_channels, H, W) float32, any H, W divisible by 16. Output (N, num_classes) logits.
     """
 
     def __init__(self, num_classes=1000, in_channels=3, use_unfold=False, conv_impl=None,
-                 image_size=None, norm_impl="native"):
+                 image_size=None, layer_impl="native"):
         super().__init__()
         if conv_impl is not None and not image_size:
             raise ValueError("TinyDarkNet: conv_impl needs image_size (the input height/width)")
         layers = []
         for item in _plan(in_channels, image_size or 0):
             if item == "M":
-                layers.append(MaxPool2d(kernel_size=2, stride=2))  # nn.MaxPool2d, faster backward
+                # nn.MaxPool2d with a faster backward
+                layers.append(MaxPool2d(kernel_size=2, stride=2, impl=layer_impl))
             else:
                 channels, out_channels, kernel, size = item
                 impl = conv_impl(channels, out_channels, kernel, size, size) if conv_impl else None
                 layers.append(ConvBNLeaky(channels, out_channels, kernel, use_unfold=use_unfold,
-                                          impl=impl, norm_impl=norm_impl))
+                                          impl=impl, layer_impl=layer_impl))
         self.features = nn.SequentialCell(layers)
         head = (TINY_DARKNET_CFG[-1][0], num_classes, 1, (image_size or 0) // 16)
         self.classifier = Conv2d(*head[:3], has_bias=True,
@@ -122,7 +123,7 @@ def conv_shapes(num_classes=1000, in_channels=3, image_size=224):
 
 
 def tinydarknet(num_classes=1000, in_channels=3, use_unfold=False, conv_impl=None, image_size=None,
-                norm_impl="native"):
+                layer_impl="native"):
     """Factory used by :func:`src.models.create_model`."""
     return TinyDarkNet(num_classes=num_classes, in_channels=in_channels, use_unfold=use_unfold,
-                       conv_impl=conv_impl, image_size=image_size, norm_impl=norm_impl)
+                       conv_impl=conv_impl, image_size=image_size, layer_impl=layer_impl)

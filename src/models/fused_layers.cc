@@ -1,6 +1,7 @@
-// Training-mode BatchNorm followed by leaky ReLU (Tiny-DarkNet's "batch_normalize=1, leaky") as
-// two MindSpore AOT custom ops for the CPU: the forward and its gradient, each two passes over
-// the activation, split over the channels between the threads of a zoo::Pool (thread_pool.h).
+// Tiny-DarkNet's training-mode layers as MindSpore AOT custom ops for the CPU, split over the
+// channels between the threads of a zoo::Pool (thread_pool.h): BatchNorm followed by leaky ReLU
+// (darknet's "batch_normalize=1, leaky"; forward and gradient, each two passes over the
+// activation) and the 2x2 max-pool (below).
 //
 // Per channel c, over the M = N*H*W values x of the batch:
 //   mean = sum(x) / M       var = sum((x - mean)^2) / M       istd = 1 / sqrt(var + eps)
@@ -37,8 +38,17 @@ zoo::Pool *pool() {
   return p;
 }
 
-// fn(first channel, end channel) over the C channels, shared by the pool's threads
-void for_channels(int64_t channels, const std::function<void(int64_t, int64_t)> &fn) {
+// below this many values a kernel runs on the calling thread alone: waking the helpers costs more
+constexpr int64_t kParallelValues = 16384;
+
+// fn(first channel, end channel) over the C channels (of ``values`` values in all), shared by the
+// pool's threads
+void for_channels(int64_t channels, int64_t values,
+                  const std::function<void(int64_t, int64_t)> &fn) {
+  if (values < kParallelValues) {
+    fn(0, channels);
+    return;
+  }
   const int threads = pool()->threads();
   const int tasks = static_cast<int>(channels < threads ? channels : threads);
   zoo::with_active(pool(), [&] {
@@ -165,7 +175,7 @@ extern "C" int BnLeakyForward(int nparam, void **params, int *ndims, int64_t **s
   const float eps = hyper[0], keep = hyper[1], slope = hyper[2];
   const int64_t count = d.n * d.hw;
   if (count == 0) return 0;
-  for_channels(d.c, [&](int64_t c0, int64_t c1) {
+  for_channels(d.c, d.n * d.c * d.hw, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       // sums of x - x[0] (shifted: no cancellation when |mean| >> std)
       const float shift = x[c * d.hw];
@@ -217,7 +227,7 @@ extern "C" int BnLeakyBackward(int nparam, void **params, int *ndims, int64_t **
   for (int i = 10; i < 13; ++i) std::memset(params[i], 0, shapes[i][0] * sizeof(float));
   const float slope = hyper[2];
   const int64_t count = d.n * d.hw;
-  for_channels(d.c, [&](int64_t c0, int64_t c1) {
+  for_channels(d.c, d.n * d.c * d.hw, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const float mean = mean_in[c], istd = istd_in[c];
       const float scale = gamma[c] * istd;  // the forward's b = (x - mean) * scale + beta
@@ -235,6 +245,94 @@ extern "C" int BnLeakyBackward(int nparam, void **params, int *ndims, int64_t **
         const int64_t at = (i * d.c + c) * d.hw;
         input_grad(x + at, dy + at, dx + at, d.hw, scale, beta[c], slope, mean, mg, mgx);
       }
+    }
+  });
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2x2 max-pool, stride 2, no padding (floor: a trailing odd row / column is dropped), NCHW.
+// The gradient goes to the first maximum of each window (row-major order), as MindSpore's and
+// PyTorch's max-pool gradients do; a NaN in a window is its maximum (it reaches the loss).
+namespace {
+
+// branchless (random data puts the maximum anywhere: branches would mispredict half the time)
+inline float max4(float a, float b, float c, float d) {
+  const float ab = b > a ? b : a, cd = d > c ? d : c, m = cd > ab ? cd : ab;
+  const bool nan = (a != a) | (b != b) | (c != c) | (d != d);
+  return nan ? a + b + c + d : m;  // a NaN in the window: NaN
+}
+
+inline bool same(float a, float m) { return (a == m) | ((a != a) & (m != m)); }
+
+void pool_rows(const float *__restrict x, float *__restrict y, int64_t w, int64_t ow) {
+  // one output row from two input rows
+  const float *__restrict r0 = x, *__restrict r1 = x + w;
+  for (int64_t j = 0; j < ow; ++j) y[j] = max4(r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]);
+}
+
+void unpool_rows(const float *__restrict x, const float *__restrict y, const float *__restrict dy,
+                 float *__restrict dx, int64_t w, int64_t ow) {
+  const float *__restrict r0 = x, *__restrict r1 = x + w;
+  float *__restrict d0 = dx, *__restrict d1 = dx + w;
+  for (int64_t j = 0; j < ow; ++j) {
+    const float m = y[j], g = dy[j];
+    const bool a = same(r0[2 * j], m);
+    const bool b = !a & same(r0[2 * j + 1], m);
+    const bool c = !(a | b) & same(r1[2 * j], m);
+    const bool d = !(a | b | c);
+    d0[2 * j] = a ? g : 0.0f;
+    d0[2 * j + 1] = b ? g : 0.0f;
+    d1[2 * j] = c ? g : 0.0f;
+    d1[2 * j + 1] = d ? g : 0.0f;
+  }
+}
+
+int pool_layout(int nparam, int expected, const int *ndims, int64_t *const *shapes, int64_t *planes,
+                int64_t *h, int64_t *w) {
+  if (nparam != expected || ndims[0] != 4) return 1;
+  *planes = shapes[0][0] * shapes[0][1];
+  *h = shapes[0][2];
+  *w = shapes[0][3];
+  return 0;
+}
+
+}  // namespace
+
+// inputs x (N, C, H, W); output y (N, C, H / 2, W / 2)
+extern "C" int MaxPool2x2Forward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                 const char **dtypes, void *, void *) {
+  int64_t planes, h, w;
+  if (const int error = pool_layout(nparam, 2, ndims, shapes, &planes, &h, &w)) return error;
+  if (!float32(nparam, dtypes)) return 3;
+  const int64_t oh = h / 2, ow = w / 2;
+  const float *x = static_cast<const float *>(params[0]);
+  float *y = static_cast<float *>(params[1]);
+  for_channels(planes, planes * h * w, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p)
+      for (int64_t i = 0; i < oh; ++i) pool_rows(x + (p * h + 2 * i) * w, y + (p * oh + i) * ow, w, ow);
+  });
+  return 0;
+}
+
+// inputs x, y (the forward's output), dy; output dx
+extern "C" int MaxPool2x2Backward(int nparam, void **params, int *ndims, int64_t **shapes,
+                                  const char **dtypes, void *, void *) {
+  int64_t planes, h, w;
+  if (const int error = pool_layout(nparam, 4, ndims, shapes, &planes, &h, &w)) return error;
+  if (!float32(nparam, dtypes)) return 3;
+  const int64_t oh = h / 2, ow = w / 2;
+  const float *x = static_cast<const float *>(params[0]);
+  const float *y = static_cast<const float *>(params[1]);
+  const float *dy = static_cast<const float *>(params[2]);
+  float *dx = static_cast<float *>(params[3]);
+  for_channels(planes, planes * h * w, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float *plane = dx + p * h * w;
+      if (h % 2 || w % 2) std::memset(plane, 0, h * w * sizeof(float));  // dropped rows / columns
+      for (int64_t i = 0; i < oh; ++i)
+        unpool_rows(x + (p * h + 2 * i) * w, y + (p * oh + i) * ow, dy + (p * oh + i) * ow,
+                    plane + 2 * i * w, w, ow);
     }
   });
   return 0;

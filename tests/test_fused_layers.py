@@ -1,6 +1,7 @@
-"""The fused BatchNorm + leaky ReLU kernels (src/models/bn_leaky.*): the float64 math, the native
-layers' values, gradients and moving statistics (PyNative and GRAPH), NaN kept, a Tiny-DarkNet
-training step and evaluation unchanged, and the auto / native / fused choice."""
+"""The fused training layers (src/models/fused_layers.*): BatchNorm + leaky ReLU against the
+float64 math and the native layers (values, gradients, moving statistics; PyNative and GRAPH),
+the 2x2 max-pool against the native one (ties, odd sizes, NaN), a Tiny-DarkNet training step and
+evaluation unchanged, and the auto / native / fused choice."""
 import os
 import shutil
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 from mindspore import nn
 
-from src.models import bn_leaky
+from src.models import fused_layers
+from src.models.layers import MaxPool2d
 from src.models.tinydarknet import BN_EPS, BN_MOMENTUM, LEAKY_SLOPE, ConvBNLeaky, TinyDarkNet
 from src.model_utils.errors import UserError
 
@@ -46,7 +48,7 @@ class Weighted(nn.Cell):
 
 def layer_pair(rng, cin, cout):
     """A native and a fused ConvBNLeaky (1x1 convolution) with the same non-trivial parameters."""
-    layers = [ConvBNLeaky(cin, cout, 1, norm_impl=impl) for impl in ("native", "fused")]
+    layers = [ConvBNLeaky(cin, cout, 1, layer_impl=impl) for impl in ("native", "fused")]
     values = {"conv.weight": rng.normal(size=(cout, cin, 1, 1)), "bn.gamma": 1 + 0.3 * rng.normal(size=cout),
               "bn.beta": 0.3 * rng.normal(size=cout), "bn.moving_mean": rng.normal(size=cout),
               "bn.moving_variance": 1 + rng.random(cout)}
@@ -97,7 +99,7 @@ def test_op_matches_float64_math(offset):
     f32 = lambda a: ms.Tensor(np.asarray(a, np.float32))  # noqa: E731
     moving_mean, moving_var = ms.Parameter(f32(np.zeros(4)), "mm"), ms.Parameter(f32(np.ones(4)), "mv")
     hyper = f32([BN_EPS, BN_MOMENTUM, LEAKY_SLOPE])
-    op = bn_leaky.bn_leaky_op()
+    op = fused_layers.bn_leaky_op()
     y, batch_mean, istd = op(f32(x), f32(gamma), f32(beta), moving_mean, moving_var, hyper)
     # float32 holds the mean to half a unit in its last place: that much times gamma / std
     atol = 2e-5 + np.spacing(np.float32(offset)) * np.abs(gamma).max()
@@ -117,7 +119,7 @@ def test_nan_reaches_the_output_and_only_its_channel():
     x = np.random.default_rng(2).normal(size=(2, 3, 4, 4)).astype(np.float32)
     x[1, 1, 2, 3] = np.nan
     f32 = lambda a: ms.Tensor(np.asarray(a, np.float32))  # noqa: E731
-    y = bn_leaky.bn_leaky_op()(f32(x), f32(np.ones(3)), f32(np.zeros(3)), ms.Parameter(f32(np.zeros(3)), "mm"),
+    y = fused_layers.bn_leaky_op()(f32(x), f32(np.ones(3)), f32(np.zeros(3)), ms.Parameter(f32(np.zeros(3)), "mm"),
                                ms.Parameter(f32(np.ones(3)), "mv"), f32([BN_EPS, BN_MOMENTUM, LEAKY_SLOPE]))[0]
     y = y.asnumpy()
     assert np.isnan(y[:, 1]).all()  # a diverged batch must show in the loss
@@ -135,7 +137,7 @@ def test_tinydarknet_trains_and_evaluates_like_the_native_one():
     nets = []
     for impl in ("native", "fused"):
         ms.set_seed(5)
-        nets.append(TinyDarkNet(num_classes=10, image_size=32, norm_impl=impl))
+        nets.append(TinyDarkNet(num_classes=10, image_size=32, layer_impl=impl))
     params = {p.name: p.asnumpy() for p in nets[0].get_parameters()}
     losses = []
     for net in nets:
@@ -157,34 +159,70 @@ def test_tinydarknet_trains_and_evaluates_like_the_native_one():
     np.testing.assert_allclose(nets[1](x).asnumpy(), nets[0](x).asnumpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_norm_choice(monkeypatch):
+@needs_compiler
+@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE])
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 3, 7, 9), (1, 2, 2, 2), (4, 64, 16, 16)])
+def test_fused_max_pool_matches_the_native_one(mode, shape):
+    """Values and input gradients of MaxPool2d(2, 2) training mode, on small integers (ties in
+    most windows: the gradient goes to the first maximum in both), odd sizes (the last row /
+    column is dropped) and a map large enough for both threads."""
+    ms.set_context(mode=mode)
+    rng = np.random.default_rng(sum(shape))
+    x = ms.Tensor(rng.integers(0, 3, size=shape).astype(np.float32))
+    dy = ms.Tensor(rng.normal(size=shape[:2] + (shape[2] // 2, shape[3] // 2)).astype(np.float32))
+    results = []
+    for impl in ("native", "fused"):
+        pool = MaxPool2d(2, 2, impl=impl)
+        pool.set_train(True)
+        grad = ms.grad(Weighted(pool), grad_position=0)(x, dy)
+        results.append((pool(x).asnumpy(), grad.asnumpy()))
+    (want_y, want_dx), (got_y, got_dx) = results
+    np.testing.assert_array_equal(got_y, want_y)
+    np.testing.assert_array_equal(got_dx, want_dx)
+    assert np.count_nonzero(got_dx) == dy.size  # every window passes its gradient on once
+
+
+@needs_compiler
+def test_fused_max_pool_keeps_nan_and_refuses_other_windows():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    x[0, 0, 0, 1] = np.nan
+    y = fused_layers.max_pool_op()(ms.Tensor(x)).asnumpy()
+    assert np.isnan(y[0, 0, 0, 0]) and np.array_equal(y[0, 0, 1], [13.0, 15.0])
+    with pytest.raises(ValueError, match="pools 2x2 windows with stride 2"):
+        MaxPool2d(3, 2, impl="fused")
+    with pytest.raises(ValueError, match="impl must be native or fused"):
+        MaxPool2d(2, 2, impl="fast")
+
+
+def test_layer_choice(monkeypatch):
     logs = []
-    assert bn_leaky.norm_impl_policy("native", "CPU", log=logs.append) == "native"
-    with pytest.raises(UserError, match="CPU only.*--norm_impl native"):
-        bn_leaky.norm_impl_policy("fused", "GPU")
-    monkeypatch.setattr(bn_leaky.LIBRARY, "_available", (False, "no C++ compiler (g++) on PATH"))
-    with pytest.raises(UserError, match="no C\\+\\+ compiler.*install g\\+\\+ or pass --norm_impl native"):
-        bn_leaky.norm_impl_policy("fused", "CPU")
-    assert bn_leaky.norm_impl_policy("auto", "CPU", log=logs.append) == "native"
-    assert logs == ["norm_impl auto: native (the fused kernels cannot be built here: "
+    assert fused_layers.layer_impl_policy("native", "CPU", log=logs.append) == "native"
+    with pytest.raises(UserError, match="CPU only.*--layer_impl native"):
+        fused_layers.layer_impl_policy("fused", "GPU")
+    monkeypatch.setattr(fused_layers.LIBRARY, "_available", (False, "no C++ compiler (g++) on PATH"))
+    with pytest.raises(UserError, match="no C\\+\\+ compiler.*install g\\+\\+ or pass --layer_impl native"):
+        fused_layers.layer_impl_policy("fused", "CPU")
+    assert fused_layers.layer_impl_policy("auto", "CPU", log=logs.append) == "native"
+    assert logs == ["layer_impl auto: native (the fused kernels cannot be built here: "
                     "no C++ compiler (g++) on PATH)"]
-    assert bn_leaky.norm_impl_policy("auto", "Ascend", log=None) == "native"
+    assert fused_layers.layer_impl_policy("auto", "Ascend", log=None) == "native"
     logs.clear()
-    monkeypatch.setattr(bn_leaky.LIBRARY, "_available", (True, "/cache/bn_leaky-x.so"))
-    assert bn_leaky.norm_impl_policy("auto", "CPU", log=logs.append) == "fused"
-    assert logs == ["norm_impl auto: fused, training BatchNorm + leaky ReLU in bn_leaky-x.so"]
-    monkeypatch.setenv("ZOO_NORM_IMPL", "native")  # the environment overrides the config
-    assert bn_leaky.norm_impl_policy("fused", "CPU", log=None) == "native"
-    monkeypatch.setenv("ZOO_NORM_IMPL", "fast")
-    with pytest.raises(UserError, match="ZOO_NORM_IMPL must be one of auto, native, fused"):
-        bn_leaky.norm_impl_policy("native", "CPU")
-    with pytest.raises(ValueError, match="norm_impl must be one of native, fused"):
-        ConvBNLeaky(3, 4, 3, norm_impl="fast")
+    monkeypatch.setattr(fused_layers.LIBRARY, "_available", (True, "/cache/fused_layers-x.so"))
+    assert fused_layers.layer_impl_policy("auto", "CPU", log=logs.append) == "fused"
+    assert logs == ["layer_impl auto: fused, training BatchNorm + leaky ReLU and max-pools in fused_layers-x.so"]
+    monkeypatch.setenv("ZOO_LAYER_IMPL", "native")  # the environment overrides the config
+    assert fused_layers.layer_impl_policy("fused", "CPU", log=None) == "native"
+    monkeypatch.setenv("ZOO_LAYER_IMPL", "fast")
+    with pytest.raises(UserError, match="ZOO_LAYER_IMPL must be one of auto, native, fused"):
+        fused_layers.layer_impl_policy("native", "CPU")
+    with pytest.raises(ValueError, match="layer_impl must be one of native, fused"):
+        ConvBNLeaky(3, 4, 3, layer_impl="fast")
 
 
 def test_export_builds_native_layers():
     from src.model_utils.config import get_config
     from src.models import model_kwargs
     cfg = get_config(["--config_path", "config/cifar10_config_cpu.yaml"])
-    assert "norm_impl" not in model_kwargs(cfg, export=True)  # exported graphs: native ops
-    assert model_kwargs(cfg, log=None)["norm_impl"] in ("native", "fused")
+    assert "layer_impl" not in model_kwargs(cfg, export=True)  # exported graphs: native ops
+    assert model_kwargs(cfg, log=None)["layer_impl"] in ("native", "fused")
