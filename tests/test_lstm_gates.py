@@ -16,7 +16,13 @@ needs_compiler = pytest.mark.skipif(not shutil.which(os.environ.get("CXX") or "g
                                     reason="no C++ compiler to build the kernels")
 
 
+def per_channel(w, c):
+    """(C,) peephole weights shaped to broadcast against the state c (N, C, ...)."""
+    return w.reshape((1, -1) + (1,) * (c.ndim - 2))
+
+
 def native_gates(z, c, w_ci, w_cf, w_co):
+    w_ci, w_cf, w_co = (per_channel(w, c) for w in (w_ci, w_cf, w_co))
     zi, zf, zg, zo = ops.split(z, z.shape[1] // 4, axis=1)
     i = ops.sigmoid(zi + w_ci * c)
     f = ops.sigmoid(zf + w_cf * c)
@@ -35,7 +41,8 @@ def values_and_grads(gates, args, dh, dc):
 
 
 def reference_gates(z, c, w_ci, w_cf, w_co):
-    """The gate math in float64 numpy."""
+    """The gate math in float64 numpy (peepholes (C,))."""
+    w_ci, w_cf, w_co = (per_channel(w, c) for w in (w_ci, w_cf, w_co))
     zi, zf, zg, zo = np.split(z, 4, axis=1)
     sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
     i, f = sig(zi + w_ci * c), sig(zf + w_cf * c)
@@ -68,7 +75,8 @@ def test_fused_gates_match_the_float64_math_and_the_native_ops(shape):
     rng = np.random.default_rng(sum(shape))
     n, ch, *rest = shape
     state = (n, ch, *rest)
-    args = [3 * rng.normal(size=(n, 4 * ch, *rest))] + [rng.normal(size=state) for _ in range(4)]
+    args = ([3 * rng.normal(size=(n, 4 * ch, *rest)), rng.normal(size=state)]
+            + [rng.normal(size=ch) for _ in range(3)])
     dh, dc = rng.normal(size=state), rng.normal(size=state)
     want = list(reference_gates(*args)) + reference_grads(args, dh, dc)
     tensors = [ms.Tensor(a.astype(np.float32)) for a in args]
@@ -84,6 +92,26 @@ def test_fused_gates_match_the_float64_math_and_the_native_ops(shape):
 
 
 @needs_compiler
+def test_fused_gates_split_over_threads_match_the_native_ops():
+    """A state large enough for the kernels to split the channels between the pool's threads
+    (the per-channel peephole sums included)."""
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    rng = np.random.default_rng(5)
+    n, ch, size = 4, 32, 16
+    state = (n, ch, size, size)
+    args = [ms.Tensor(a.astype(np.float32)) for a in
+            [3 * rng.normal(size=(n, 4 * ch, size, size)), rng.normal(size=state)]
+            + [rng.normal(size=ch) for _ in range(3)]]
+    dh, dc = (ms.Tensor(rng.normal(size=state).astype(np.float32)) for _ in range(2))
+    op = lstm_gates.lstm_gates_op()
+    fused = values_and_grads(lambda *a: op(*a), args, dh, dc)
+    native = values_and_grads(native_gates, args, dh, dc)
+    for got, want in zip(fused, native):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * max(1.0, np.abs(want).max() / 100))
+
+
+@needs_compiler
 def test_fused_gates_keep_nan_and_saturate_without_overflow():
     ms.set_context(mode=ms.PYNATIVE_MODE)
     z = np.zeros((1, 4, 1, 3), np.float32)
@@ -91,7 +119,7 @@ def test_fused_gates_keep_nan_and_saturate_without_overflow():
     z[0, :, 0, 1] = 1e30
     z[0, :, 0, 2] = -1e30
     c = np.ones((1, 1, 1, 3), np.float32)
-    w = ms.Tensor(np.zeros_like(c))
+    w = ms.Tensor(np.zeros(1, np.float32))
     h, c_new = lstm_gates.lstm_gates_op()(ms.Tensor(z), ms.Tensor(c), w, w, w)
     h = h.asnumpy().ravel()
     assert np.isnan(h[0])  # a diverged run must still show it

@@ -159,10 +159,13 @@ class ConvLSTMCell(nn.Cell):
 
     def step_constants(self, state):
         """What every step of one sequence shares, computed once before the steps: the
-        peepholes (:meth:`peepholes`) and the gate convolution's prepared weights
+        peepholes (:meth:`peepholes`; with ``gate_impl='fused'`` the (Ch,) parameters, which
+        the fused kernel reads per channel) and the gate convolution's prepared weights
         (``layers.Conv2d.prepare``: oneDNN's layout, or None). ``state``: a (N, Ch, H, W) state."""
         conv = self.conv_xh if self.fused else None if self.has_input else self.conv_h
         prepared = None if conv is None else conv.prepare(state)
+        if self.gate_op is not None:
+            return (self.w_ci, self.w_cf, self.w_co, prepared)
         return self.peepholes(state.shape) + (prepared,)
 
     def construct(self, x, h, c, constants=None):

@@ -3,7 +3,8 @@
 ``lstm_gates(z, c, w_ci, w_cf, w_co) -> (h', c')`` computes what ``ConvLSTMCell.construct`` does
 after the gate convolution (``lstm_gates.cc`` has the formulas), forward in one pass over the
 state and backward (its bprop) in another, where MindSpore's graph runs ~13 and ~25 element-wise
-kernels, each a pass over memory and a dispatch to the thread pool.
+kernels, each a pass over memory and a dispatch to the thread pool. The peepholes are the cell's
+(C,) parameters themselves: their gradients come back summed over the batch and the map.
 
 The library is compiled once per machine with the C++ compiler on PATH (``$CXX`` or ``g++``)
 into the cache folder of ``src.model_utils.cpu_tuning`` (the file name hashes the source, the
@@ -20,8 +21,10 @@ from src.models.custom_ops import AotLibrary, fused_kernel_policy
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lstm_gates.cc")
 # no -ffast-math: inf / NaN must survive (a diverging run has to show a non-finite loss); the
 # kernels' own exp vectorises without it
-CXX_FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-shared", "-fPIC", "-std=c++14")
-LIBRARY = AotLibrary(SOURCE, CXX_FLAGS)
+CXX_FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-shared", "-fPIC", "-std=c++14",
+             "-pthread")
+THREAD_POOL = os.path.join(os.path.dirname(SOURCE), "thread_pool.h")
+LIBRARY = AotLibrary(SOURCE, CXX_FLAGS, headers=(THREAD_POOL,))
 
 
 def availability():
@@ -36,9 +39,11 @@ def _make_op():
     def like_state(z, c, *rest):  # h' and c': the state's shape and dtype
         return c, c
 
-    backward = ops.Custom(f"{path}:LstmGatesBackward",
-                          out_shape=lambda z, c, *rest: (z, c, c, c, c),
-                          out_dtype=lambda z, c, *rest: (z, c, c, c, c), func_type="aot")
+    def grads(z, c, w_ci, *rest):  # dz, dc, and the peepholes' (C,) gradients
+        return z, c, w_ci, w_ci, w_ci
+
+    backward = ops.Custom(f"{path}:LstmGatesBackward", out_shape=grads, out_dtype=grads,
+                          func_type="aot")
 
     def bprop(z, c, w_ci, w_cf, w_co, out, dout):
         return backward(z, c, w_ci, w_cf, w_co, dout[0], dout[1])
