@@ -33,30 +33,6 @@ namespace {
 constexpr int kLanes = 16;  // partial sums per block: the inner loops vectorise without -ffast-math
 constexpr int64_t kChunk = 256;  // values summed in float before they are added in double
 
-zoo::Pool *pool() {
-  static zoo::Pool *p = new zoo::Pool(zoo::pool_threads());  // lives as long as the process
-  return p;
-}
-
-// below this many values a kernel runs on the calling thread alone: waking the helpers costs more
-constexpr int64_t kParallelValues = 16384;
-
-// fn(first channel, end channel) over the C channels (of ``values`` values in all), shared by the
-// pool's threads
-void for_channels(int64_t channels, int64_t values,
-                  const std::function<void(int64_t, int64_t)> &fn) {
-  if (values < kParallelValues) {
-    fn(0, channels);
-    return;
-  }
-  const int threads = pool()->threads();
-  const int tasks = static_cast<int>(channels < threads ? channels : threads);
-  zoo::with_active(pool(), [&] {
-    pool()->parallel_for(tasks, [&](int i, int n) { fn(channels * i / n, channels * (i + 1) / n); });
-    return 0;
-  });
-}
-
 // sum(a[k] - shift) and sum((a[k] - shift)^2) over count values, added to *s and *q
 void sums(const float *__restrict a, int64_t count, float shift, double *s, double *q) {
   for (int64_t start = 0; start < count; start += kChunk) {
@@ -175,7 +151,7 @@ extern "C" int BnLeakyForward(int nparam, void **params, int *ndims, int64_t **s
   const float eps = hyper[0], keep = hyper[1], slope = hyper[2];
   const int64_t count = d.n * d.hw;
   if (count == 0) return 0;
-  for_channels(d.c, d.n * d.c * d.hw, [&](int64_t c0, int64_t c1) {
+  zoo::parallel_ranges(d.c, d.n * d.c * d.hw, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       // sums of x - x[0] (shifted: no cancellation when |mean| >> std)
       const float shift = x[c * d.hw];
@@ -227,7 +203,7 @@ extern "C" int BnLeakyBackward(int nparam, void **params, int *ndims, int64_t **
   for (int i = 10; i < 13; ++i) std::memset(params[i], 0, shapes[i][0] * sizeof(float));
   const float slope = hyper[2];
   const int64_t count = d.n * d.hw;
-  for_channels(d.c, d.n * d.c * d.hw, [&](int64_t c0, int64_t c1) {
+  zoo::parallel_ranges(d.c, d.n * d.c * d.hw, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       const float mean = mean_in[c], istd = istd_in[c];
       const float scale = gamma[c] * istd;  // the forward's b = (x - mean) * scale + beta
@@ -308,7 +284,7 @@ extern "C" int MaxPool2x2Forward(int nparam, void **params, int *ndims, int64_t 
   const int64_t oh = h / 2, ow = w / 2;
   const float *x = static_cast<const float *>(params[0]);
   float *y = static_cast<float *>(params[1]);
-  for_channels(planes, planes * h * w, [&](int64_t p0, int64_t p1) {
+  zoo::parallel_ranges(planes, planes * h * w, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p)
       for (int64_t i = 0; i < oh; ++i) pool_rows(x + (p * h + 2 * i) * w, y + (p * oh + i) * ow, w, ow);
   });
@@ -326,7 +302,7 @@ extern "C" int MaxPool2x2Backward(int nparam, void **params, int *ndims, int64_t
   const float *y = static_cast<const float *>(params[1]);
   const float *dy = static_cast<const float *>(params[2]);
   float *dx = static_cast<float *>(params[3]);
-  for_channels(planes, planes * h * w, [&](int64_t p0, int64_t p1) {
+  zoo::parallel_ranges(planes, planes * h * w, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       float *plane = dx + p * h * w;
       if (h % 2 || w % 2) std::memset(plane, 0, h * w * sizeof(float));  // dropped rows / columns

@@ -21,29 +21,7 @@
 
 namespace {
 
-// below this many state values a step runs on the calling thread alone
-constexpr int64_t kParallelValues = 16384;
 constexpr int kLanes = 16;  // partial sums of the peephole gradients (vectorised reductions)
-
-zoo::Pool *pool() {
-  static zoo::Pool *p = new zoo::Pool(zoo::pool_threads());  // lives as long as the process
-  return p;
-}
-
-// fn(first channel, end channel) over the C channels, shared by the pool's threads
-void for_channels(int64_t channels, int64_t values,
-                  const std::function<void(int64_t, int64_t)> &fn) {
-  const int threads = pool()->threads();
-  if (values < kParallelValues || threads == 1 || channels == 1) {
-    fn(0, channels);
-    return;
-  }
-  const int tasks = static_cast<int>(channels < threads ? channels : threads);
-  zoo::with_active(pool(), [&] {
-    pool()->parallel_for(tasks, [&](int i, int n) { fn(channels * i / n, channels * (i + 1) / n); });
-    return 0;
-  });
-}
 
 // exp, sigmoid and tanh written so that GCC vectorises the loops (glibc's expf / tanhf are
 // scalar calls): exp(x) = 2^n exp(r), |r| <= ln2 / 2, degree-6 Taylor polynomial (relative error
@@ -169,7 +147,7 @@ extern "C" int LstmGatesForward(int nparam, void **params, int *ndims, int64_t *
   if (const int error = state_layout(nparam, 7, ndims, shapes, &batch, &ch, &m)) return error;
   const float *const *in = reinterpret_cast<const float *const *>(params);
   float *const *out = reinterpret_cast<float *const *>(params + 5);
-  for_channels(ch, batch * ch * m, [&](int64_t c0, int64_t c1) {
+  zoo::parallel_ranges(ch, batch * ch * m, [&](int64_t c0, int64_t c1) {
     for (int64_t q = c0; q < c1; ++q)
       for (int64_t n = 0; n < batch; ++n) {
         const float *zn = in[0] + (n * 4 * ch + q) * m;
@@ -189,7 +167,7 @@ extern "C" int LstmGatesBackward(int nparam, void **params, int *ndims, int64_t 
   if (const int error = state_layout(nparam, 12, ndims, shapes, &batch, &ch, &m)) return error;
   const float *const *in = reinterpret_cast<const float *const *>(params);
   float *const *out = reinterpret_cast<float *const *>(params + 7);
-  for_channels(ch, batch * ch * m, [&](int64_t c0, int64_t c1) {
+  zoo::parallel_ranges(ch, batch * ch * m, [&](int64_t c0, int64_t c1) {
     for (int64_t q = c0; q < c1; ++q) {
       double sums[3] = {0.0, 0.0, 0.0};
       for (int64_t n = 0; n < batch; ++n) {

@@ -152,6 +152,40 @@ int with_active(Pool *pool, Op op) {
   return op();
 }
 
+// What the element-wise kernels share (fused_layers.cc, lstm_gates.cc): in an unnamed namespace,
+// so every shared object that includes this header has its own pool and lock.
+namespace {
+
+// below this many values a kernel runs on the calling thread alone: waking a helper costs more
+constexpr int64_t kParallelValues = 16384;
+
+inline Pool *kernel_pool() {
+  static Pool *pool = new Pool(pool_threads());  // lives as long as the process
+  return pool;
+}
+
+// fn(first, end) over [0, count) (count items of ``values`` values in all), the ranges shared by
+// the pool's threads; one parallel region at a time (MindSpore may launch kernels from several
+// threads, and a Pool runs one parallel_for at a time)
+inline void parallel_ranges(int64_t count, int64_t values,
+                            const std::function<void(int64_t, int64_t)> &fn) {
+  Pool *pool = kernel_pool();
+  const int threads = pool->threads();
+  if (values < kParallelValues || threads == 1 || count < 2) {
+    fn(0, count);
+    return;
+  }
+  static std::mutex serial;
+  std::lock_guard<std::mutex> lock(serial);
+  const int tasks = static_cast<int>(count < threads ? count : threads);
+  with_active(pool, [&] {
+    pool->parallel_for(tasks, [&](int i, int n) { fn(count * i / n, count * (i + 1) / n); });
+    return 0;
+  });
+}
+
+}  // namespace
+
 }  // namespace zoo
 
 #endif  // ZOO_THREAD_POOL_H_
