@@ -116,3 +116,22 @@ def test_profile_summary_counts_overlap_and_gaps(tmp_path):
     assert r["wall_ms"] == 5.5 and r["busy_ms"] == 2.5 and r["overlap_ms"] == 0.5
     assert r["gap_ms"] == 3.0 and r["kernel_sum_ms"] == 3.0 and r["kernels_per_step"] == 1.5
     assert r["by_type"] == {"Conv2D": 2.0, "Mul": 1.0}
+
+
+def test_direct_convolution_peak_from_the_isa_probe(monkeypatch):
+    """The MFU denominator's convolution figure: the faster of the probe's two blocked-layout times
+    (one thread) times the cores; None when neither probe ran (fake probe results, no timing)."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    import benchmark
+    from src.model_utils import cpu_tuning
+    from src.model_utils.kernel_probe import ISA_SHAPE
+    n, c, o, k, h, w = ISA_SHAPE
+    flop = 2.0 * n * o * c * k * k * h * w
+    probes = {"default": {"ms": 190.0, "direct_ms": 0.5}, "AVX2": {"ms": 1.2, "direct_ms": 1.0}}
+    monkeypatch.setattr(cpu_tuning, "measure_isa", lambda isa: probes[isa])
+    monkeypatch.setattr(cpu_tuning, "machine_info", lambda: {"cores": 2})
+    assert math.isclose(benchmark._direct_conv_gflops(), flop / 0.5e-3 / 1e9 * 2)
+    probes["default"] = None  # a probe that failed: the other one
+    assert math.isclose(benchmark._direct_conv_gflops(), flop / 1.0e-3 / 1e9 * 2)
+    probes["AVX2"] = {"ms": 1.2, "direct_ms": None}
+    assert benchmark._direct_conv_gflops() is None
