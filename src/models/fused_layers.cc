@@ -24,7 +24,6 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <memory>
 
 #include "thread_pool.h"
 
@@ -33,55 +32,51 @@ namespace {
 constexpr int kLanes = 16;  // partial sums per block: the inner loops vectorise without -ffast-math
 constexpr int64_t kChunk = 256;  // values summed in float before they are added in double
 
-// sum(a[k] - shift) and sum((a[k] - shift)^2) over count values, added to *s and *q
-void sums(const float *__restrict a, int64_t count, float shift, double *s, double *q) {
+// Adds the sums over k < count of f(k, &a, &b)'s two values to *sa and *sb: kLanes partial sums
+// in float (the inner loop vectorises without -ffast-math), added in double every kChunk values.
+// f captures by value: through a reference the compiler does not vectorise.
+template <class F>
+void lane_sums(int64_t count, F f, double *sa, double *sb) {
   for (int64_t start = 0; start < count; start += kChunk) {
     const int64_t end = start + kChunk < count ? start + kChunk : count;
-    float ls[kLanes] = {0}, lq[kLanes] = {0};
+    float la[kLanes] = {0}, lb[kLanes] = {0};
     int64_t k = start;
     for (; k + kLanes <= end; k += kLanes)
       for (int j = 0; j < kLanes; ++j) {
-        const float d = a[k + j] - shift;
-        ls[j] += d;
-        lq[j] += d * d;
+        float a, b;
+        f(k + j, &a, &b);
+        la[j] += a;
+        lb[j] += b;
       }
     for (; k < end; ++k) {
-      const float d = a[k] - shift;
-      ls[0] += d;
-      lq[0] += d * d;
+      float a, b;
+      f(k, &a, &b);
+      la[0] += a;
+      lb[0] += b;
     }
     for (int j = 0; j < kLanes; ++j) {
-      *s += ls[j];
-      *q += lq[j];
+      *sa += la[j];
+      *sb += lb[j];
     }
   }
+}
+
+// sum(a[k] - shift) and sum((a[k] - shift)^2) over count values, added to *s and *q
+void sums(const float *__restrict a, int64_t count, float shift, double *s, double *q) {
+  lane_sums(count, [=](int64_t k, float *d, float *d2) {
+    *d = a[k] - shift;
+    *d2 = *d * *d;
+  }, s, q);
 }
 
 // sum(g) and sum(g * (x - mean)) over count values, g = dy * leaky'((x - mean) * scale + beta)
 void grad_sums(const float *__restrict x, const float *__restrict dy, int64_t count, float scale,
                float beta, float mean, float slope, double *sg, double *sgx) {
-  for (int64_t start = 0; start < count; start += kChunk) {
-    const int64_t end = start + kChunk < count ? start + kChunk : count;
-    float lg[kLanes] = {0}, lgx[kLanes] = {0};
-    int64_t k = start;
-    for (; k + kLanes <= end; k += kLanes)
-      for (int j = 0; j < kLanes; ++j) {
-        const float v = x[k + j] - mean;
-        const float g = dy[k + j] * (v * scale + beta > 0.0f ? 1.0f : slope);
-        lg[j] += g;
-        lgx[j] += g * v;
-      }
-    for (; k < end; ++k) {
-      const float v = x[k] - mean;
-      const float g = dy[k] * (v * scale + beta > 0.0f ? 1.0f : slope);
-      lg[0] += g;
-      lgx[0] += g * v;
-    }
-    for (int j = 0; j < kLanes; ++j) {
-      *sg += lg[j];
-      *sgx += lgx[j];
-    }
-  }
+  lane_sums(count, [=](int64_t k, float *g, float *gx) {
+    const float v = x[k] - mean;
+    *g = dy[k] * (v * scale + beta > 0.0f ? 1.0f : slope);
+    *gx = *g * v;
+  }, sg, sgx);
 }
 
 // y = leaky((x - mean) * scale + beta) over count values (the loops take their scalars by
