@@ -12,6 +12,8 @@ from mindspore import nn
 
 from src.models import fused_layers
 from src.models.layers import MaxPool2d
+# the sum(layer(x) * dy) objective, its gradients and the GRAPH / PyNative fixture of the layer tests
+from test_layers import _forward_and_grads, _Objective, mode  # noqa: F401
 from src.models.tinydarknet import BN_EPS, BN_MOMENTUM, LEAKY_SLOPE, ConvBNLeaky, TinyDarkNet
 from src.model_utils.errors import UserError
 
@@ -35,17 +37,6 @@ def reference(x, gamma, beta, dy):
     return y, dx, dgamma, dbeta, mean, x.var(axes, ddof=1)
 
 
-class Weighted(nn.Cell):
-    """sum(layer(x) * dy): its gradients are the layer's vector-Jacobian products with dy."""
-
-    def __init__(self, layer):
-        super().__init__()
-        self.layer = layer
-
-    def construct(self, x, dy):
-        return (self.layer(x) * dy).sum()
-
-
 def layer_pair(rng, cin, cout):
     """A native and a fused ConvBNLeaky (1x1 convolution) with the same non-trivial parameters."""
     layers = [ConvBNLeaky(cin, cout, 1, layer_impl=impl) for impl in ("native", "fused")]
@@ -60,17 +51,16 @@ def layer_pair(rng, cin, cout):
 
 
 def run(layer, x, dy):
-    grads = ms.grad(Weighted(layer), grad_position=0, weights=layer.trainable_params())(x, dy)
-    return [layer(x).asnumpy(), grads[0].asnumpy()] + [g.asnumpy() for g in grads[1]]
+    """[output, input gradient, parameter gradients...] of ``sum(layer(x) * dy)``."""
+    out, dx, dparams = _forward_and_grads(layer, x, dy)
+    return [out, dx] + dparams
 
 
 @needs_compiler
-@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE])
 @pytest.mark.parametrize("shape", [(4, 3, 7, 7), (2, 5, 17, 19), (3, 6, 1, 1), (1, 2, 3, 1)])
 def test_fused_layer_matches_the_native_one(mode, shape):
     """Values, every gradient and the moving statistics after two steps; odd map sizes (the
     kernels' vector and scalar loops, chunks of 256), a 1x1 map, one image."""
-    ms.set_context(mode=mode)
     rng = np.random.default_rng(sum(shape))
     n, c, h, w = shape
     native, fused = layer_pair(rng, 4, c)
@@ -160,13 +150,11 @@ def test_tinydarknet_trains_and_evaluates_like_the_native_one():
 
 
 @needs_compiler
-@pytest.mark.parametrize("mode", [ms.PYNATIVE_MODE, ms.GRAPH_MODE])
 @pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 3, 7, 9), (1, 2, 2, 2), (4, 64, 16, 16)])
 def test_fused_max_pool_matches_the_native_one(mode, shape):
     """Values and input gradients of MaxPool2d(2, 2) training mode, on small integers (ties in
     most windows: the gradient goes to the first maximum in both), odd sizes (the last row /
     column is dropped) and a map large enough for both threads."""
-    ms.set_context(mode=mode)
     rng = np.random.default_rng(sum(shape))
     x = ms.Tensor(rng.integers(0, 3, size=shape).astype(np.float32))
     dy = ms.Tensor(rng.normal(size=shape[:2] + (shape[2] // 2, shape[3] // 2)).astype(np.float32))
@@ -174,7 +162,7 @@ def test_fused_max_pool_matches_the_native_one(mode, shape):
     for impl in ("native", "fused"):
         pool = MaxPool2d(2, 2, impl=impl)
         pool.set_train(True)
-        grad = ms.grad(Weighted(pool), grad_position=0)(x, dy)
+        grad = ms.grad(_Objective(pool), grad_position=0)(x, dy)
         results.append((pool(x).asnumpy(), grad.asnumpy()))
     (want_y, want_dx), (got_y, got_dx) = results
     np.testing.assert_array_equal(got_y, want_y)
