@@ -58,11 +58,20 @@ def _timed(fn):
 
 
 # --------------------------------------------------------------------------- machine and peak
+_ISA_PROBES = {}  # candidate -> cpu_tuning.measure_isa's result, once per run (a child process each)
+
+
+def _isa_probe(candidate):
+    if candidate not in _ISA_PROBES:
+        _ISA_PROBES[candidate] = cpu_tuning.measure_isa(candidate)
+    return _ISA_PROBES[candidate]
+
+
 def machine_info(applied_isa):
     """CPU (from cpu_tuning), nominal peak, the oneDNN ISA applied and the kernel it gives."""
     m = cpu_tuning.machine_info()
     lanes = 16 if "avx512f" in m["flags"] else 8 if {"avx2", "fma"} <= m["flags"] else 4
-    seen = cpu_tuning.measure_isa(os.environ.get(cpu_tuning.ONEDNN_ENV, "default")) or {}
+    seen = _isa_probe(os.environ.get(cpu_tuning.ONEDNN_ENV, "default")) or {}
     info = {"cpu_model": m["model_name"], "cpu": m["cpu"], "cores": m["cores"], "cpu_mhz": m["mhz"],
             "isa": {16: "avx512", 8: "avx2+fma", 4: "sse"}[lanes], "mindspore": m["mindspore"],
             "onednn_isa": applied_isa["isa"], "onednn_isa_reason": applied_isa["reason"],
@@ -98,7 +107,7 @@ def _direct_conv_gflops():
     5x5 convolution in a GRAPH-mode cell measured the same 550), and the ConvLSTM rows, ~95 % of
     whose step are such convolutions, would otherwise show an MFU above 100 %."""
     from src.model_utils.kernel_probe import ISA_SHAPE
-    times = [r.get("direct_ms") for r in map(cpu_tuning.measure_isa, ("default", "AVX2")) if r]
+    times = [r.get("direct_ms") for r in map(_isa_probe, ("default", "AVX2")) if r]
     times = [t for t in times if t]
     if not times:
         return None

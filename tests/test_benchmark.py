@@ -130,8 +130,11 @@ def test_direct_convolution_peak_from_the_isa_probe(monkeypatch):
     probes = {"default": {"ms": 190.0, "direct_ms": 0.5}, "AVX2": {"ms": 1.2, "direct_ms": 1.0}}
     monkeypatch.setattr(cpu_tuning, "measure_isa", lambda isa: probes[isa])
     monkeypatch.setattr(cpu_tuning, "machine_info", lambda: {"cores": 2})
+    monkeypatch.setattr(benchmark, "_ISA_PROBES", {})  # the run's probe results
     assert math.isclose(benchmark._direct_conv_gflops(), flop / 0.5e-3 / 1e9 * 2)
     probes["default"] = None  # a probe that failed: the other one
+    monkeypatch.setattr(benchmark, "_ISA_PROBES", {})
     assert math.isclose(benchmark._direct_conv_gflops(), flop / 1.0e-3 / 1e9 * 2)
     probes["AVX2"] = {"ms": 1.2, "direct_ms": None}
+    monkeypatch.setattr(benchmark, "_ISA_PROBES", {})
     assert benchmark._direct_conv_gflops() is None

@@ -1,11 +1,11 @@
 """Build and load the repository's C++ CPU kernels (``ops.Custom(func_type="aot")`` libraries).
 
-One :class:`AotLibrary` per source file (``lstm_gates.cc``, ``onednn_conv.cc``). It is compiled
-once per machine with the C++ compiler on PATH (``$CXX`` or ``g++``) into the cache folder of
-``src.model_utils.cpu_tuning``; the file name hashes the source (and the headers it includes),
-the compiler, the flags, the
-link arguments and the CPU's ISA flags (``-march=native`` code is per ISA), so a changed source or
-another CPU builds anew and never loads a stale library. ``ZOO_NO_CUSTOM_OPS=1`` turns every
+One :class:`AotLibrary` per source file (``lstm_gates.cc``, ``onednn_conv.cc``,
+``fused_layers.cc``). It is compiled once per machine with the C++ compiler on PATH (``$CXX`` or
+``g++``) into the cache folder of ``src.model_utils.cpu_tuning``; the file name hashes the source
+(and the headers it includes), the compiler, the flags, the link arguments and the CPU's ISA flags
+(``-march=native`` code is per ISA), so a changed source or another CPU builds anew and never
+loads a stale library. ``ZOO_NO_CUSTOM_OPS=1`` turns every
 custom kernel off (they then report "not available" and the callers fall back or refuse).
 
 Importing this module costs nothing: standard library only.
