@@ -14,7 +14,8 @@ Video prediction (arrays (N, T, C, H, W) with values in [0, 1]), OpenSTL convent
   average stays finite (OpenSTL returns inf there).
 - cross_entropy: Shi et al.'s per-sequence cross-entropy, -sum(t log p + (1 - t) log(1 - p)) over
   all predicted pixels of a sequence (p clipped to [1e-7, 1 - 1e-7]), averaged over sequences.
-- mse_per_frame: per-frame MSE (as above) for each predicted time step, averaged over samples.
+- mse_per_frame / ssim_per_frame: MSE and SSIM (as above) of each predicted time step, averaged
+  over samples: where along the forecast a prediction fades.
 
 Classification: ``topk_correct`` / ``topk_accuracy``.
 """
@@ -66,6 +67,7 @@ class VideoMetricAccumulator:
         self.psnr = 0.0
         self.cross_entropy = 0.0
         self.sq_err_per_step = None
+        self.ssim_per_step = None
 
     def update(self, pred, true):
         """Add a batch; ``pred`` are probabilities (apply sigmoid to logits first)."""
@@ -75,6 +77,7 @@ class VideoMetricAccumulator:
         sq_per_step = (diff ** 2).sum(axis=(2, 3, 4)).sum(axis=0)  # (T,) summed over samples
         if self.sq_err_per_step is None:
             self.sq_err_per_step = np.zeros(t)
+            self.ssim_per_step = np.zeros(t)
         elif len(self.sq_err_per_step) != t:
             raise ValueError(f"batch has {t} frames, earlier batches had "
                              f"{len(self.sq_err_per_step)}")
@@ -85,15 +88,17 @@ class VideoMetricAccumulator:
         self.cross_entropy += float(-(true * np.log(p) + (1.0 - true) * np.log(1.0 - p)).sum())
         for i in range(n):
             for j in range(t):
-                self.ssim += _frame_ssim(pred[i, j], true[i, j])
+                ssim = _frame_ssim(pred[i, j], true[i, j])
+                self.ssim += ssim
+                self.ssim_per_step[j] += ssim
                 self.ssim_openstl += _frame_ssim(pred[i, j], true[i, j], OPENSTL_SSIM_RANGE)
                 self.psnr += _frame_psnr(pred[i, j], true[i, j])
         self.num_sequences += n
         self.num_frames += n * t
 
     def result(self):
-        """Dict with mse, mae, ssim, ssim_openstl, psnr, cross_entropy, mse_per_frame (list),
-        num_sequences."""
+        """Dict with mse, mae, ssim, ssim_openstl, psnr, cross_entropy, mse_per_frame and
+        ssim_per_frame (lists, one value per predicted frame), num_sequences."""
         if self.num_frames == 0:
             raise ValueError("VideoMetricAccumulator.result() called before any update()")
         frames, seqs = self.num_frames, self.num_sequences
@@ -105,6 +110,7 @@ class VideoMetricAccumulator:
             "psnr": self.psnr / frames,
             "cross_entropy": self.cross_entropy / seqs,
             "mse_per_frame": (self.sq_err_per_step / seqs).tolist(),
+            "ssim_per_frame": (self.ssim_per_step / seqs).tolist(),
             "num_sequences": seqs,
         }
 

@@ -75,6 +75,33 @@ BASELINES = (("copy_last_frame", "copy last frame", "tab:orange"),
              ("blank_frames", "blank frames", "tab:green"))
 
 
+def save_frame_metrics(path, result, title="held-out sequences: metrics per predicted frame"):
+    """One PNG, two panels: MSE and SSIM of each predicted frame for the model and the baselines
+    present in ``result`` (an evaluation result: ``{"model": {"mse_per_frame", "ssim_per_frame"},
+    "copy_last_frame": {...}, "blank_frames": {...}}``), so a reader sees where the prediction
+    fades and from which frame on a baseline would do as well."""
+    plt = _pyplot()
+    lines = (("model", "model", "tab:blue"),) + BASELINES
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, (key, label) in zip(axes, LEARNING_CURVE_METRICS):
+        for name, legend, colour in lines:
+            if name in result:
+                values = result[name][key + "_per_frame"]
+                style = "o-" if name == "model" else "--"
+                ax.plot(range(1, len(values) + 1), values, style, color=colour, label=legend)
+        ax.set_xlabel("predicted frame")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with writing(path, partial=[path]):
+        fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def save_learning_curve(records_file, path, title="ConvLSTM on held-out sequences"):
     """One PNG, two panels (MSE and SSIM) against minutes of training, from a JSON-lines file of
     evaluation records ``{"epoch", "minutes", "mse", "ssim", "copy_last_frame": {"mse", "ssim",

@@ -45,6 +45,15 @@ def test_train_resume_eval(mmnist_dir, tmp_path):
         assert metrics["model"][key] > 0 and metrics["copy_last_frame"][key] >= 0
     pictures = metrics["pictures"]
     assert len(pictures) == 4 and all(os.path.getsize(p) > 1000 for p in pictures)
+    # per predicted frame: MSE and SSIM for the model and both baselines, printed and drawn
+    frames = int(TINY_CONVLSTM[TINY_CONVLSTM.index("--output_frames") + 1])
+    for row in ("model", "copy_last_frame", "blank_frames"):
+        assert len(metrics[row]["mse_per_frame"]) == len(metrics[row]["ssim_per_frame"]) == frames
+    table = stdout[stdout.index("per predicted frame:"):].splitlines()
+    assert table[1].split()[:2] == ["frame", "MSE"] and [l.split()[0] for l in table[2:2 + frames]] \
+        == [str(j + 1) for j in range(frames)]
+    assert f"{metrics['model']['mse_per_frame'][-1]:.2f}" in table[1 + frames]
+    assert os.path.getsize(metrics["frame_metrics_plot"]) > 1000
     with open(pictures[0], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 

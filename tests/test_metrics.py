@@ -46,6 +46,21 @@ def test_ssim_openstl_is_skimage_ssim_with_range_2():
     assert video_metrics(true, true)["ssim_openstl"] == pytest.approx(1.0)
 
 
+def test_per_frame_metrics_follow_each_frame():
+    """Frame j predicted with noise growing with j: the per-frame MSE rises and SSIM falls with j,
+    each equal to the metric of that frame alone."""
+    from skimage.metrics import structural_similarity
+    true = frames(n=3, t=4) * 0.5
+    noise = np.random.default_rng(5).normal(0, 1, true.shape)
+    pred = np.clip(true + noise * np.array([0.0, 0.05, 0.1, 0.2])[None, :, None, None, None], 0, 1)
+    m = video_metrics(pred, true)
+    assert np.all(np.diff(m["mse_per_frame"]) > 0) and m["mse_per_frame"][0] == 0
+    assert np.all(np.diff(m["ssim_per_frame"]) < 0) and m["ssim_per_frame"][0] == pytest.approx(1)
+    expected = np.mean([structural_similarity(pred[i, 2, 0], true[i, 2, 0], data_range=1.0)
+                        for i in range(3)])
+    assert m["ssim_per_frame"][2] == pytest.approx(expected)
+
+
 def test_cross_entropy_per_sequence():
     true = (frames() > 0.5).astype(np.float64)
     half = np.full_like(true, 0.5)
@@ -69,6 +84,8 @@ def test_accumulator_matches_one_shot():
         assert streamed[key] == pytest.approx(whole[key])
     assert streamed["mse_per_frame"] == pytest.approx(whole["mse_per_frame"])
     assert np.mean(whole["mse_per_frame"]) == pytest.approx(whole["mse"])
+    assert streamed["ssim_per_frame"] == pytest.approx(whole["ssim_per_frame"])
+    assert np.mean(whole["ssim_per_frame"]) == pytest.approx(whole["ssim"])
     with pytest.raises(ValueError):
         VideoMetricAccumulator().result()
     with pytest.raises(ValueError, match="same shape"):

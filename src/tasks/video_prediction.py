@@ -17,6 +17,21 @@ def sigmoid(logits):
     return 1.0 / (1.0 + np.exp(-logits))
 
 
+def format_per_frame(result):
+    """The per-frame table: MSE and SSIM of each predicted frame, model beside the baselines."""
+    names = [n for n in ("model",) + BASELINES if n in result and "ssim_per_frame" in result[n]]
+    if not names:
+        return []
+    short = {"model": "model", "copy_last_frame": "copy-last", "blank_frames": "blank"}
+    header = "frame" + "".join(f"{'MSE ' + short[n]:>16s}" for n in names) + \
+        "".join(f"{'SSIM ' + short[n]:>16s}" for n in names)
+    lines = ["per predicted frame:", header]
+    for j in range(len(result["model"]["mse_per_frame"])):
+        lines.append(f"{j + 1:5d}" + "".join(f"{result[n]['mse_per_frame'][j]:16.2f}" for n in names)
+                     + "".join(f"{result[n]['ssim_per_frame'][j]:16.4f}" for n in names))
+    return lines
+
+
 class VideoEvaluator:
     """Accumulates the model's metrics and the baselines' over batches of (inputs (N, T_in, C, H,
     W) or None, logits (N, T_out, C, H, W), targets). Copy-last-frame needs the inputs: it is left
@@ -153,10 +168,13 @@ class VideoPredictionTask(Task):
         return rng.random((batch_size, self.output_frames) + self.frame_shape, dtype=np.float32)
 
     def save_pictures(self, evaluator, result_dir):
-        from src.visualize import save_sequence_strip
+        """Frame strips of the first sequences and the per-frame MSE / SSIM plot."""
+        from src.visualize import save_frame_metrics, save_sequence_strip
         os.makedirs(result_dir, exist_ok=True)
-        return {"pictures": [save_sequence_strip(os.path.join(result_dir, f"sequence_{i}.png"), *p)
-                             for i, p in enumerate(evaluator.pictures)]}
+        pictures = [save_sequence_strip(os.path.join(result_dir, f"sequence_{i}.png"), *p)
+                    for i, p in enumerate(evaluator.pictures)]
+        curve = save_frame_metrics(os.path.join(result_dir, "frame_metrics.png"), evaluator.result())
+        return {"pictures": pictures, "frame_metrics_plot": curve}
 
     def format_result(self, result):
         lines = [f"{'':18s}{'MSE':>10s}{'MAE':>10s}{'SSIM':>8s}{'PSNR':>8s}{'CE/seq':>11s}"]
@@ -168,6 +186,7 @@ class VideoPredictionTask(Task):
         ckpt = f"; ckpt={result['ckpt_file']}" if "ckpt_file" in result else ""
         lines.append(f"({result['num_samples']} sequences; MSE/MAE per frame summed over pixels in "
                      f"[0,1]{ckpt})")
+        lines.extend(format_per_frame(result))
         if "warning" in result:
             lines.append(f"warning: {result['warning']}")
         return "\n".join(lines)
