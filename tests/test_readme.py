@@ -1,10 +1,12 @@
 """Keep the READMEs honest: every script, config and flag they name exists and is accepted, every
 config key is documented, no placeholder is left, and the test command is the one CI runs."""
+import collections
 import glob
 import importlib
 import os
 import re
 import shlex
+import unicodedata
 
 import pytest
 
@@ -124,3 +126,99 @@ def test_readme_names_the_ci_test_command():
     command = re.findall(r"^python -m pytest.*$", ci, flags=re.M)[-1]
     assert command in text(READMES[0]) and command in text(READMES[1])
     assert "requirements-test.txt" in ci
+
+
+# ---------------------------------------------------------------- README.md and README_CN.md agree
+
+README_MAX_LINES = 620
+
+
+def without_code(content):
+    """The text with every fenced code block blanked (its lines kept, so line counts hold)."""
+    return re.sub(r"```.*?```", lambda m: "\n" * m.group(0).count("\n"), content, flags=re.S)
+
+
+def github_anchor(title):
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens."""
+    kept = "".join(c for c in title.lower()
+                   if c in " -_" or unicodedata.category(c)[0] in "LMN")
+    return kept.replace(" ", "-")
+
+
+def manual_outline(content):
+    """What both READMEs must share: the heading levels in order, the table rows under each
+    heading, the heading each internal link points to, the external links and images, and the
+    numbers in the tables (as a multiset)."""
+    prose = without_code(content)
+    headings, rows, anchors = [], [0], {}
+    for line in prose.splitlines():
+        match = re.match(r"(#{1,6}) +(.+?) *$", line)
+        if match:
+            anchor = github_anchor(match.group(2))
+            anchors.setdefault(anchor, len(headings))  # the first heading of a name owns it
+            headings.append(len(match.group(1)))
+            rows.append(0)
+        elif line.startswith("|"):
+            rows[-1] += 1
+    internal, external = [], collections.Counter()
+    for image, target in re.findall(r"(!?)\[[^\]]*\]\(([^)\s]+)\)", prose):
+        if target.startswith("#"):
+            internal.append(anchors.get(target[1:], f"unknown anchor {target}"))
+        elif os.path.basename(target) in ("README.md", "README_CN.md"):
+            external[image + "<the other language>"] += 1
+        else:
+            external[image + target] += 1
+    table_text = "\n".join(l for l in prose.splitlines() if l.startswith("|"))
+    numbers = collections.Counter(re.findall(r"\d+(?:[.,]\d+)*", table_text))
+    return {"heading levels": headings, "table rows per section": rows, "internal links": internal,
+            "external links and images": external, "numbers in tables": numbers}
+
+
+def outline_differences(english, chinese):
+    """One line per way the two READMEs' outlines differ (empty: they say the same)."""
+    en, cn = manual_outline(english), manual_outline(chinese)
+    problems = [f"{what}: unresolved in {name}" for name, outline in (("README.md", en), ("README_CN.md", cn))
+                for what in outline["internal links"] if isinstance(what, str)]
+    for key in en:
+        if en[key] != cn[key]:
+            if isinstance(en[key], collections.Counter):
+                detail = f"only in README.md {dict(en[key] - cn[key])}, only in README_CN.md {dict(cn[key] - en[key])}"
+            else:
+                detail = f"README.md {en[key]} vs README_CN.md {cn[key]}"
+            problems.append(f"{key} differ: {detail}")
+    return problems
+
+
+def test_both_readmes_have_the_same_sections_links_and_figures():
+    assert not outline_differences(text(READMES[0]), text(READMES[1]))
+
+
+def test_readme_stays_a_manual_of_at_most_620_lines():
+    for readme in READMES:
+        assert len(text(readme).splitlines()) <= README_MAX_LINES, readme
+
+
+def test_the_outline_check_catches_a_broken_translation(tmp_path):
+    """Each way a translation can drift makes the comparison fail (a check that cannot fail
+    proves nothing): broken copies of README_CN.md are written to tmp_path and compared."""
+    english, chinese = text(READMES[0]), text(READMES[1])
+    table_line = next(l for l in chinese.splitlines() if l.startswith("|") and re.search(r"\d\.\d", l))
+    changed_figure = re.sub(r"(\d)\.(\d)", r"\1.9\2", table_line, count=1)
+    image = re.search(r"!\[[^\]]*\]\(([^)]+)\)", chinese).group(1)
+    anchor = re.search(r"\]\((#[^)]+)\)", chinese).group(1)
+    section = next(l for l in chinese.splitlines() if l.startswith("## "))
+    broken = {
+        "figure": chinese.replace(table_line, changed_figure),
+        "heading level": chinese.replace("\n" + section + "\n", "\n#" + section + "\n", 1),
+        "dropped section": chinese.replace("\n" + section + "\n", "\n", 1),
+        "image": chinese.replace(image, image.replace(".png", "_old.png")),
+        "anchor": chinese.replace(f"]({anchor})", "](#nowhere)", 1),
+        "table row": chinese.replace(table_line + "\n", "", 1),
+    }
+    for what, content in broken.items():
+        path = tmp_path / f"README_CN_{what.replace(' ', '_')}.md"
+        path.write_text(content, encoding="utf-8")
+        assert outline_differences(english, path.read_text(encoding="utf-8")), what
+    too_long = tmp_path / "README_long.md"
+    too_long.write_text(english + "\n" * README_MAX_LINES, encoding="utf-8")
+    assert len(too_long.read_text(encoding="utf-8").splitlines()) > README_MAX_LINES
