@@ -5,7 +5,7 @@ sequence beside the copy-last-frame baseline, plus PNG strips. Results go to ``m
 """
 import sys
 
-from src.model_utils.entry import entry_config
+from src.entry import entry_config
 from src.model_utils.errors import UserError, exit_on_user_error
 
 

@@ -24,7 +24,7 @@
 import os
 import sys
 
-from src.model_utils.entry import entry_config
+from src.entry import entry_config
 from src.model_utils.errors import UserError, exit_on_user_error, writing
 
 EXPORT_DEFAULTS = {"batch_size": 1}

@@ -22,7 +22,7 @@ import json
 import os
 import sys
 
-from src.model_utils.entry import entry_config
+from src.entry import entry_config
 from src.model_utils.errors import UserError, exit_on_user_error
 from src.offline import DATA_DIR, sample_names
 

@@ -4,7 +4,7 @@ Every key of the YAML can be overridden on the command line; ``--help`` lists th
 """
 import sys
 
-from src.model_utils.entry import entry_config
+from src.entry import entry_config
 from src.model_utils.errors import exit_on_user_error
 
 

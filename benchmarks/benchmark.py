@@ -9,7 +9,7 @@ pipelines and batch-1 inference latency, on synthetic data; one table (and JSON)
 * ``train``: samples/s after warm-up of what train.py builds (``create_model_from_config``,
   ``src.trainer.build_training``: the task's loss, the config's optimizer and LR) in GRAPH mode on
   an in-memory ``example_batch``; one row per ``--conv_impl`` (auto = each layer's faster kernel
-  as measured by ``src/model_utils/cpu_tuning.py``, native, unfold), each in a fresh process.
+  as measured by ``src/kernels/plan.py``, native, unfold), each in a fresh process.
   ``--peer torch``: the same rows with the PyTorch eager peer (``benchmarks/torch_peer.py``, same
   architecture, optimizer, loss, batch; parameter counts asserted equal; run without MindSpore's
   oneDNN cap), interleaved, with the ratio; ``--rounds N`` keeps the best of N rounds.
@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.data_pipelines import run_data  # noqa: E402
 from benchmarks.flops import FORWARD_FLOPS, training_flops  # noqa: E402
-from src.model_utils import cpu_tuning  # noqa: E402
+from src.kernels import tuning as cpu_tuning  # noqa: E402
 from src.model_utils.errors import ArgumentParser, exit_on_user_error  # noqa: E402
 
 SECTIONS = ("peak", "train", "data", "export")
@@ -59,6 +59,7 @@ def _timed(fn):
 
 # --------------------------------------------------------------------------- machine and peak
 _ISA_PROBES = {}  # candidate -> cpu_tuning.measure_isa's result, once per run (a child process each)
+_USER_CAP = os.environ.get(cpu_tuning.ONEDNN_ENV)  # a cap set before this process (kept for rows)
 
 
 def _isa_probe(candidate):
@@ -106,7 +107,7 @@ def _direct_conv_gflops():
     run. On AVX-512 CPUs it is far above the matmul (2-core Zen 5: ~550 against ~265 GFLOP/s; a
     5x5 convolution in a GRAPH-mode cell measured the same 550), and the ConvLSTM rows, ~95 % of
     whose step are such convolutions, would otherwise show an MFU above 100 %."""
-    from src.model_utils.kernel_probe import ISA_SHAPE
+    from src.kernels.probe import ISA_SHAPE
     times = [r.get("direct_ms") for r in map(_isa_probe, ("default", "AVX2")) if r]
     times = [t for t in times if t]
     if not times:
@@ -234,11 +235,10 @@ def train_row_subprocess(args, name, framework, conv_impl):
            conv_impl, "--framework", framework, "--warmup", str(args.warmup), "--steps", str(args.steps),
            "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
     env = dict(os.environ)
-    if framework == "torch" or env.get(cpu_tuning.ONEDNN_ENV) == env.get(cpu_tuning._APPLIED_ENV):
+    if framework == "torch" or not _USER_CAP:
         # PyTorch's own oneDNN runs as a PyTorch user gets it: no MindSpore cap; a MindSpore row
         # makes its own choice for its conv_impl (a cap the user set is kept)
-        for name in (cpu_tuning.ONEDNN_ENV, cpu_tuning._APPLIED_ENV, cpu_tuning.NATIVE_SLOW_ENV):
-            env.pop(name, None)
+        env.pop(cpu_tuning.ONEDNN_ENV, None)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0 or not proc.stdout.strip():
         return {"name": name, "framework": framework, "conv_impl": conv_impl,
@@ -404,7 +404,7 @@ def main(argv=None):
     if not (args.row_process and args.framework == "torch"):
         # before MindSpore is imported; a training row chooses for its own conv_impl, this process
         # for the native convolutions of the exported graphs it times
-        from src.models import onednn_conv
+        from src.kernels import onednn_conv
         applied = cpu_tuning.apply_onednn_isa(
             args.onednn_isa, log=_log, conv_impl=args.conv_impl[0] if args.row_process else "native",
             direct_kernel=onednn_conv.availability)

@@ -124,8 +124,8 @@ def main(argv=None):
     if args.steps < 1 or args.warmup < 1:
         parser.error("--steps and --warmup must be >= 1")
     out = args.out or os.path.join("/tmp", f"profile_{args.row}_{os.getpid()}")
-    from src.model_utils.cpu_tuning import apply_onednn_isa
-    from src.models import onednn_conv
+    from src.kernels.tuning import apply_onednn_isa
+    from src.kernels import onednn_conv
     apply_onednn_isa(log=print, direct_kernel=onednn_conv.availability)
     step_ms = profile_row(args.row, args.warmup, args.steps, out)
     files = glob.glob(os.path.join(out, "*", "FRAMEWORK", "cpu_op_execute_timestamp_*.txt"))

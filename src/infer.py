@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from src.model_utils.cpu_tuning import apply_onednn_isa
+from src.kernels.tuning import apply_onednn_isa
 from src.model_utils.errors import (ArgumentParser, UserError, atomic_write_text, exit_on_user_error,
                                     writing)
 

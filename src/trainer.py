@@ -99,7 +99,8 @@ def train(cfg):
     class_names = task.training_class_names(cfg)
 
     # 3. network (optionally from a pre-trained checkpoint)
-    network = create_model_from_config(cfg)
+    # its kernels: decided by rank 0 (or read from the resumed run) and recorded in out_dir
+    network = create_model_from_config(cfg, run_dir=out_dir, rank=rank)
     initial_epoch = check_resume(cfg.resume, resume_params, cfg, network) if cfg.resume else 0
     if initial_epoch >= cfg.epoch_size:
         raise UserError(f"{cfg.resume} already finished epoch {initial_epoch}; pass "

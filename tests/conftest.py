@@ -1,6 +1,7 @@
 """Shared test set-up: the repo root on sys.path, fp32 CPU, small helpers to write data files."""
 import os
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -10,7 +11,12 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 
-from src.model_utils.cpu_tuning import apply_onednn_isa  # noqa: E402
+# tests never write the user's kernel cache: theirs is in the temp folder (kept between sessions,
+# so the C++ kernels build once); inherited by the entry scripts the tests start
+os.environ.setdefault("ZOO_KERNEL_CACHE", os.path.join(
+    tempfile.gettempdir(), f"mindspore-zoo-test-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}"))
+
+from src.kernels.tuning import apply_onednn_isa  # noqa: E402
 
 apply_onednn_isa(log=None)  # the measured oneDNN ISA cap, before any test module imports MindSpore
 

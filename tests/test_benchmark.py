@@ -81,8 +81,14 @@ def test_convlstm_flops_count_every_convolution_of_every_step():
     the encoder's per input frame, the forecaster's and the head per predicted frame; the stack
     runs its own and the head at every one of T_in + T_out - 1 steps (training)."""
     from benchmarks.flops import conv_flops, convlstm_forward_flops
-    from src.models.convlstm import conv_shapes
+    from src.kernels.plan import trace_sites
+    from src.models.convlstm import ConvLSTM
     args = dict(hidden_channels=(8, 6), input_kernel=3, state_kernel=3, patch_size=4, image_size=32)
+
+    def conv_shapes(image_size, **kwargs):  # the network's convolutions, as src.kernels finds them
+        sites = trace_sites(ConvLSTM(input_frames=2, output_frames=2, **kwargs),
+                            (1, 2, 1, image_size, image_size))
+        return [key for kind, key in sites.values() if kind == "conv"]
 
     def total(shapes):
         return sum(conv_flops(1, cin, cout, k, h, w) for cin, cout, k, h, w in shapes)
@@ -123,8 +129,8 @@ def test_direct_convolution_peak_from_the_isa_probe(monkeypatch):
     (one thread) times the cores; None when neither probe ran (fake probe results, no timing)."""
     monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
     import benchmark
-    from src.model_utils import cpu_tuning
-    from src.model_utils.kernel_probe import ISA_SHAPE
+    from src.kernels import tuning as cpu_tuning
+    from src.kernels.probe import ISA_SHAPE
     n, c, o, k, h, w = ISA_SHAPE
     flop = 2.0 * n * o * c * k * k * h * w
     probes = {"default": {"ms": 190.0, "direct_ms": 0.5}, "AVX2": {"ms": 1.2, "direct_ms": 1.0}}

@@ -5,6 +5,7 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
+from src.kernels.plan import set_kernels
 from src.models.convlstm import ConvLSTM, ConvLSTMCell, convert_legacy_params, count_parameters
 
 
@@ -128,7 +129,7 @@ def test_encoder_is_causal_and_forecast_uses_last_frame():
 
 def test_unfold_matches_native_convolution():
     ref = tiny(input_kernel=5, state_kernel=3)
-    fast = tiny(input_kernel=5, state_kernel=3, use_unfold=True)
+    fast = set_kernels(tiny(input_kernel=5, state_kernel=3), conv="unfold")
     copy_weights(ref, fast)
     x = Tensor(rand_frames())
     np.testing.assert_allclose(fast(x).asnumpy(), ref(x).asnumpy(), atol=1e-5, rtol=0)
@@ -226,8 +227,8 @@ def test_fused_gate_init_keeps_the_two_part_distribution():
     np.testing.assert_array_equal(bias, np.repeat([0.0, 1.0, 0.0, 0.0], 8))  # forget bias 1
 
 
-@pytest.mark.parametrize("use_unfold", [False, True])
-def test_old_checkpoint_loads_into_fused_network(tmp_path, use_unfold):
+@pytest.mark.parametrize("conv", ["native", "unfold"])
+def test_old_checkpoint_loads_into_fused_network(tmp_path, conv):
     """A checkpoint of the two-convolution layout (saved with optimizer state, as train.py does)
     loads into the fused network through convert_legacy_params and gives the same outputs."""
     old = tiny(input_kernel=5, state_kernel=5, fuse_gates=False)
@@ -238,7 +239,7 @@ def test_old_checkpoint_loads_into_fused_network(tmp_path, use_unfold):
                        append_dict={"model_name": "convlstm"})
     x = Tensor(rand_frames())
     expected = old(x).asnumpy()
-    fused = tiny(input_kernel=5, state_kernel=5, use_unfold=use_unfold)
+    fused = set_kernels(tiny(input_kernel=5, state_kernel=5), conv=conv)
     params = convert_legacy_params(ms.load_checkpoint(path), fused)
     assert "encoder.1.conv_xh.weight" in params and "encoder.1.conv_x.weight" not in params
     assert "moment1.encoder.1.conv_xh.weight" in params  # optimizer state follows
@@ -470,10 +471,10 @@ def test_zero_state_step_skips_the_state_convolution(mode, impl, fuse_gates):
     bias, peepholes) of a step from a zero h, computed without the state-to-state convolution:
     the fused cell convolves x with its input channels' weights only."""
     if impl == "onednn":
-        from src.models import onednn_conv
+        from src.kernels import onednn_conv
         if not onednn_conv.availability()[0]:
             pytest.skip("the oneDNN kernels cannot be built here")
-    cell = ConvLSTMCell(3, 4, 3, 3, fuse_gates=fuse_gates, x_impl=impl, h_impl=impl)
+    cell = set_kernels(ConvLSTMCell(3, 4, 3, 3, fuse_gates=fuse_gates), conv=impl)
     rng = np.random.default_rng(7)
     for p in cell.trainable_params():  # peepholes and biases too: non-zero, so they count
         p.set_data(Tensor(rng.normal(scale=0.3, size=p.shape).astype(np.float32)))

@@ -29,7 +29,8 @@ import yaml
 
 from conftest import ROOT, TINY_CONVLSTM
 from src.model_utils.config import get_config
-from src.models import conv_policy, get_model_spec
+from src.kernels.plan import decide
+from src.models import KERNEL_KEYS, get_model_spec
 from test_launchers import commands, launch, option, rank_table
 
 CONFIG_DIR = os.path.join(ROOT, "config")
@@ -75,9 +76,12 @@ def test_device_config_resolves_to_its_device_settings(name):
     for key, value in DEVICE_VALUES[family].items():
         assert cfg[key] == value, (name, key, cfg[key])
     assert cfg.dataset_sink_mode is True and cfg.run_distribute is False
-    # conv_impl auto = native convolutions on the device (im2col is a CPU speed path)
-    policy = conv_policy(cfg, log=None)
-    assert all(policy(*shape) == "native" for shape in get_model_spec(cfg.model_name).conv_shapes(cfg))
+    # auto = native kernels on the device (the C++ kernels and im2col are CPU speed paths)
+    sites = {"features.0.conv": ("conv", (3, 16, 3, 32, 32)), "head": ("conv", (8, 16, 1, 4, 4)),
+             "features.0": ("bn_leaky", (16, 32, 32)), "stack.0": ("lstm_gates", (8, 4, 4))}
+    record = decide(sites, cfg.batch_size, {k: cfg.get(k, "auto") for k in KERNEL_KEYS},
+                    cfg.device_target, measure=lambda *a: pytest.fail("measured off CPU"))
+    assert {site["impl"] for site in record["sites"].values()} == {"native"}
 
 
 @pytest.mark.parametrize("family", sorted(DEVICE_VALUES))
@@ -475,7 +479,7 @@ def test_device_training_step_runs_on_cpu(name, overrides, precision, check_eval
         return
 
     # evaluate and export on CPU from a new fp32 network, as eval.py / export.py do
-    from export import export_network
+    from src.export import export_network
     from src.checkpoint import load_network
     from src.evaluate import run_eval
     eval_cfg = get_config(["--config_path", config_path(name), "--device_target", "CPU",

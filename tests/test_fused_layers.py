@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from mindspore import nn
 
-from src.models import fused_layers
-from src.models.layers import MaxPool2d
+from src.kernels import fused_layers
+from src.kernels.plan import set_kernels
+from src.kernels.layers import MaxPool2d
 # the sum(layer(x) * dy) objective, its gradients and the GRAPH / PyNative fixture of the layer tests
 from test_layers import _forward_and_grads, _Objective, mode  # noqa: F401
 from src.models.tinydarknet import BN_EPS, BN_MOMENTUM, LEAKY_SLOPE, ConvBNLeaky, TinyDarkNet
-from src.model_utils.errors import UserError
 
 needs_compiler = pytest.mark.skipif(not shutil.which(os.environ.get("CXX") or "g++"),
                                     reason="no C++ compiler to build the kernels")
@@ -39,7 +39,8 @@ def reference(x, gamma, beta, dy):
 
 def layer_pair(rng, cin, cout):
     """A native and a fused ConvBNLeaky (1x1 convolution) with the same non-trivial parameters."""
-    layers = [ConvBNLeaky(cin, cout, 1, layer_impl=impl) for impl in ("native", "fused")]
+    layers = [ConvBNLeaky(cin, cout, 1) for _ in range(2)]
+    layers[1].set_kernel("fused")
     values = {"conv.weight": rng.normal(size=(cout, cin, 1, 1)), "bn.gamma": 1 + 0.3 * rng.normal(size=cout),
               "bn.beta": 0.3 * rng.normal(size=cout), "bn.moving_mean": rng.normal(size=cout),
               "bn.moving_variance": 1 + rng.random(cout)}
@@ -127,7 +128,7 @@ def test_tinydarknet_trains_and_evaluates_like_the_native_one():
     nets = []
     for impl in ("native", "fused"):
         ms.set_seed(5)
-        nets.append(TinyDarkNet(num_classes=10, image_size=32, layer_impl=impl))
+        nets.append(set_kernels(TinyDarkNet(num_classes=10), bn_leaky=impl, max_pool=impl))
     params = {p.name: p.asnumpy() for p in nets[0].get_parameters()}
     losses = []
     for net in nets:
@@ -160,7 +161,8 @@ def test_fused_max_pool_matches_the_native_one(mode, shape):
     dy = ms.Tensor(rng.normal(size=shape[:2] + (shape[2] // 2, shape[3] // 2)).astype(np.float32))
     results = []
     for impl in ("native", "fused"):
-        pool = MaxPool2d(2, 2, impl=impl)
+        pool = MaxPool2d(2, 2)
+        pool.set_kernel(impl)
         pool.set_train(True)
         grad = ms.grad(_Objective(pool), grad_position=0)(x, dy)
         results.append((pool(x).asnumpy(), grad.asnumpy()))
@@ -178,31 +180,21 @@ def test_fused_max_pool_keeps_nan_and_refuses_other_windows():
     y = fused_layers.max_pool_op()(ms.Tensor(x)).asnumpy()
     assert np.isnan(y[0, 0, 0, 0]) and np.array_equal(y[0, 0, 1], [13.0, 15.0])
     with pytest.raises(ValueError, match="pools 2x2 windows with stride 2"):
-        MaxPool2d(3, 2, impl="fused")
+        MaxPool2d(3, 2).set_kernel("fused")
     with pytest.raises(ValueError, match="impl must be native or fused"):
-        MaxPool2d(2, 2, impl="fast")
+        MaxPool2d(2, 2).set_kernel("fast")
 
 
-def test_layer_choice(monkeypatch):
-    """The layer_impl names around custom_ops.fused_kernel_policy (its logic: test_gate_choice)."""
-    logs = []
-    with pytest.raises(UserError, match="CPU only.*--layer_impl native"):
-        fused_layers.layer_impl_policy("fused", "GPU")
-    monkeypatch.setattr(fused_layers.LIBRARY, "_available", (True, "/cache/fused_layers-x.so"))
-    assert fused_layers.layer_impl_policy("auto", "CPU", log=logs.append) == "fused"
-    assert logs == ["layer_impl auto: fused, training BatchNorm + leaky ReLU and max-pools in fused_layers-x.so"]
-    monkeypatch.setenv("ZOO_LAYER_IMPL", "native")  # the environment overrides the config
-    assert fused_layers.layer_impl_policy("fused", "CPU", log=None) == "native"
-    monkeypatch.setenv("ZOO_LAYER_IMPL", "fast")
-    with pytest.raises(UserError, match="ZOO_LAYER_IMPL must be one of auto, native, fused"):
-        fused_layers.layer_impl_policy("native", "CPU")
-    with pytest.raises(ValueError, match="layer_impl must be one of native, fused"):
-        ConvBNLeaky(3, 4, 3, layer_impl="fast")
+def test_layer_kernel_names():
+    with pytest.raises(ValueError, match="impl must be native or fused"):
+        ConvBNLeaky(3, 4, 3).set_kernel("fast")
 
 
 def test_export_builds_native_layers():
+    """Exported graphs hold native ops: export builds the network without kernel choices."""
+    from src.kernels.layers import KernelSite
     from src.model_utils.config import get_config
-    from src.models import model_kwargs
+    from src.models import create_model_from_config
     cfg = get_config(["--config_path", "config/cifar10_config_cpu.yaml"])
-    assert "layer_impl" not in model_kwargs(cfg, export=True)  # exported graphs: native ops
-    assert model_kwargs(cfg, log=None)["layer_impl"] in ("native", "fused")
+    net = create_model_from_config(cfg, export=True)
+    assert all(c.kernel_impl == "native" for _, c in net.cells_and_names() if isinstance(c, KernelSite))

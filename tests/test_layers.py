@@ -1,8 +1,7 @@
-"""``src.models.layers``: the im2col Conv2d equals ``nn.Conv2d`` (outputs and gradients w.r.t. the
+"""``src.kernels.layers``: the im2col Conv2d equals ``nn.Conv2d`` (outputs and gradients w.r.t. the
 input, the weight and the bias) and loads the same checkpoints; the fast LeakyReLU equals
 ``nn.LeakyReLU`` and the fast MaxPool2d equals ``nn.MaxPool2d``. Both code paths of the im2col
-Conv2d are covered (maps above and below ``SMALL_MAP_POSITIONS``), and ``use_unfold='small'``
-(im2col on maps up to ``TINY_MAP_POSITIONS``), in GRAPH and PYNATIVE mode.
+Conv2d are covered (maps above and below ``SMALL_MAP_POSITIONS``), in GRAPH and PYNATIVE mode.
 """
 import numpy as np
 import pytest
@@ -10,8 +9,7 @@ import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
 
-from src.models.layers import (SMALL_MAP_POSITIONS, TINY_MAP_POSITIONS, Conv2d, LeakyReLU,
-                               MaxPool2d)
+from src.kernels.layers import SMALL_MAP_POSITIONS, Conv2d, LeakyReLU, MaxPool2d
 
 RTOL = 1e-5
 
@@ -22,7 +20,7 @@ SHAPES = [
     (3, 4, 8, 5, 9, 9, 1, True),      # 5x5
     (4, 8, 16, 3, 4, 4, 1, False),    # 16 positions: batch folded into one GEMM
     (3, 6, 5, 5, 2, 3, 1, True),      # tiny map, 5x5 kernel larger than the map
-    (4, 16, 8, 3, 2, 2, 1, True),     # 2x2 map: im2col also with use_unfold='small'
+    (4, 16, 8, 3, 2, 2, 1, True),     # 2x2 map
     (2, 4, 8, 1, 6, 6, 1, True),      # 1x1: the native op either way
     (2, 3, 4, 3, 9, 9, 2, True),      # stride 2
 ]
@@ -64,13 +62,13 @@ def _assert_close(actual, expected, what):
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "n{}c{}o{}k{}_{}x{}_s{}_{}".format(
     *s[:7], "bias" if s[7] else "nobias"))
-@pytest.mark.parametrize("use_unfold", [True, "small"])
-def test_unfold_conv_equals_native(mode, shape, use_unfold):
+def test_unfold_conv_equals_native(mode, shape):
     n, c, o, k, h, w, stride, bias = shape
     rng = np.random.default_rng(sum(shape))
     native = nn.Conv2d(c, o, k, stride=stride, pad_mode="pad", padding=k // 2, has_bias=bias,
                        weight_init="he_uniform", bias_init="zeros")
-    fast = Conv2d(c, o, k, stride=stride, has_bias=bias, use_unfold=use_unfold)
+    fast = Conv2d(c, o, k, stride=stride, has_bias=bias)
+    fast.set_kernel("unfold")
     # same parameter names and shapes: a checkpoint of one loads strictly into the other
     assert [(p.name, p.shape) for p in fast.get_parameters()] == \
         [(p.name, p.shape) for p in native.get_parameters()]
@@ -99,20 +97,22 @@ def test_both_unfold_paths_are_tested():
     positions = [((h + 2 * (k // 2) - k) // s + 1) * ((w + 2 * (k // 2) - k) // s + 1)
                  for _, _, _, k, h, w, s, _ in SHAPES if k > 1]
     assert any(p > SMALL_MAP_POSITIONS for p in positions)
-    assert any(TINY_MAP_POSITIONS < p <= SMALL_MAP_POSITIONS for p in positions)
-    assert any(p <= TINY_MAP_POSITIONS for p in positions)
+    assert any(p <= SMALL_MAP_POSITIONS for p in positions)
 
 
-def test_unfold_flag_ignored_for_1x1_and_default_padding():
-    assert not Conv2d(4, 8, 1, use_unfold=True).use_unfold
-    assert not Conv2d(4, 8, 1, use_unfold="small").unfold_small_maps
-    conv = Conv2d(4, 8, 5, use_unfold=True)
-    assert conv.use_unfold and conv.unfold_small_maps
+def test_unfold_ignored_for_1x1_and_default_padding():
+    one = Conv2d(4, 8, 1)
+    one.set_kernel("unfold")
+    assert not one.use_unfold and one.kernel_impl == "unfold"
+    conv = Conv2d(4, 8, 5)
+    assert not conv.use_unfold and conv.kernel_impl == "native"  # every layer starts native
+    conv.set_kernel("unfold")
+    assert conv.use_unfold
     assert conv.conv_padding == 2 and conv.pad_mode == "pad"
-    small = Conv2d(4, 8, 3, use_unfold="small")
-    assert not small.use_unfold and small.unfold_small_maps
+    conv.set_kernel("native")
+    assert not conv.use_unfold
     with pytest.raises(ValueError):
-        Conv2d(4, 8, 3, use_unfold="yes")
+        conv.set_kernel("yes")
 
 
 def test_fast_leaky_relu_equals_native(mode):
@@ -138,9 +138,10 @@ def test_fast_leaky_relu_rejects_bad_slope():
 
 
 def test_unfold_conv_exports_like_native(tmp_path):
-    """The im2col path is a training-speed detail: a network exported with use_unfold=False loads
-    the im2col network's weights (the export scripts build native convolutions)."""
-    fast = Conv2d(3, 4, 3, has_bias=True, use_unfold=True)
+    """The im2col path is a training-speed detail: a native network (what export builds) loads
+    the im2col network's weights."""
+    fast = Conv2d(3, 4, 3, has_bias=True)
+    fast.set_kernel("unfold")
     native = Conv2d(3, 4, 3, has_bias=True)
     ms.load_param_into_net(native, fast.parameters_dict(), strict_load=True)
     x = ms.Tensor(np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32))
@@ -173,7 +174,7 @@ def test_maxpool_prints_no_deprecation_warning():
     import os
     import subprocess
     import sys
-    code = "from src.models.layers import MaxPool2d; MaxPool2d(2, 2); print('built')"
+    code = "from src.kernels.layers import MaxPool2d; MaxPool2d(2, 2); print('built')"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                          timeout=120)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from mindspore import nn, ops
 
-from src.models import lstm_gates
+from src.kernels import lstm_gates
+from src.kernels.plan import set_kernels
 from src.models.convlstm import ConvLSTM, ConvLSTMCell
-from src.model_utils.errors import UserError
 
 needs_compiler = pytest.mark.skipif(not shutil.which(os.environ.get("CXX") or "g++"),
                                     reason="no C++ compiler to build the kernels")
@@ -149,8 +149,8 @@ def test_a_fused_network_trains_like_the_native_one():
         nets = []
         for impl in ("native", "fused"):
             ms.set_seed(3)
-            nets.append(ConvLSTM(1, 4, (6, 5), 3, 3, input_frames=3, output_frames=2,
-                                 gate_impl=impl, **kwargs))
+            nets.append(set_kernels(ConvLSTM(1, 4, (6, 5), 3, 3, input_frames=3, output_frames=2,
+                                             **kwargs), lstm_gates=impl))
         native, fused = nets
         fused_params = {p.name: p for p in fused.trainable_params()}
         assert sorted(fused_params) == sorted(p.name for p in native.trainable_params())
@@ -167,42 +167,16 @@ def test_a_fused_network_trains_like_the_native_one():
             np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-5)
 
 
-def test_gate_choice(monkeypatch):
-    logs = []
-    assert lstm_gates.gate_impl_policy("native", "CPU", log=logs.append) == "native"
-    with pytest.raises(UserError, match="CPU only.*--gate_impl native"):
-        lstm_gates.gate_impl_policy("fused", "Ascend")
-    # no compiler: fused is a one-line error naming the fix
-    monkeypatch.setattr(lstm_gates.LIBRARY, "_available", (False, "no C++ compiler (g++) on PATH"))
-    with pytest.raises(UserError, match="no C\\+\\+ compiler.*install g\\+\\+ or pass --gate_impl native"):
-        lstm_gates.gate_impl_policy("fused", "CPU")
-    # auto: native with the reason where the kernels do not build, and off CPU
-    assert lstm_gates.gate_impl_policy("auto", "CPU", log=logs.append) == "native"
-    assert logs == ["gate_impl auto: native (the fused kernels cannot be built here: "
-                    "no C++ compiler (g++) on PATH)"]
-    assert lstm_gates.gate_impl_policy("auto", "GPU", log=None) == "native"
-    logs.clear()
-    monkeypatch.setattr(lstm_gates.LIBRARY, "_available", (True, "/cache/lstm_gates-x.so"))
-    assert lstm_gates.gate_impl_policy("fused", "CPU", log=logs.append) == "fused"
-    assert lstm_gates.gate_impl_policy("auto", "CPU", log=logs.append) == "fused"
-    assert logs == ["gate_impl fused: fused, LSTM gate math in lstm_gates-x.so",
-                    "gate_impl auto: fused, LSTM gate math in lstm_gates-x.so"]
-    monkeypatch.setenv("ZOO_GATE_IMPL", "native")  # the environment overrides the config
-    assert lstm_gates.gate_impl_policy("fused", "CPU", log=None) == "native"
-    monkeypatch.setenv("ZOO_GATE_IMPL", "fast")
-    with pytest.raises(UserError, match="ZOO_GATE_IMPL must be one of auto, native, fused"):
-        lstm_gates.gate_impl_policy("native", "CPU")
-
-
 def test_no_compiler_is_reported_and_export_builds_native(monkeypatch, tmp_path):
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
     assert lstm_gates.LIBRARY.build() == (None, f"no C++ compiler ({tmp_path / 'no-such-compiler'}) on PATH")
     from src.model_utils.config import get_config
-    from src.models import model_kwargs
+    from src.models import create_model_from_config
     cfg = get_config(["--config_path", "config/mmnist_config_cpu.yaml"])
-    assert "gate_impl" not in model_kwargs(cfg, export=True)  # exported graphs: native ops
-    with pytest.raises(ValueError, match="gate_impl must be one of native, fused"):
-        ConvLSTMCell(4, 4, 3, 3, gate_impl="fast")
+    net = create_model_from_config(cfg, export=True)  # exported graphs: native ops
+    assert all(cell.gate_op is None for cell in net.stack)
+    with pytest.raises(ValueError, match="impl must be native or fused"):
+        ConvLSTMCell(4, 4, 3, 3).set_kernel("fast")
 
 
 @needs_compiler
@@ -216,5 +190,6 @@ def test_train_py_with_fused_gates(mmnist_dir, tmp_path):
                           "--epoch_size", "1", "--gate_impl", "fused"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "gate_impl fused: fused, LSTM gate math in lstm_gates-" in out.stdout
+    assert "lstm_gates fused x2" in out.stdout and "kernel_choices.json" in out.stdout
+    assert '"impl": "fused"' in (tmp_path / "run" / "kernel_choices.json").read_text()
     assert "epoch: 1 step: 2, loss is" in out.stdout

@@ -1,4 +1,4 @@
-"""oneDNN's direct convolution as a custom op (src/models/onednn_conv.*): the same values and
+"""oneDNN's direct convolution as a custom op (src/kernels/onednn_conv.py, csrc/onednn_conv.cc): the same values and
 gradients as the native Conv2D for every shape class it takes (1x1, 3x3, 5x5, odd channel counts,
 bias), the shapes it refuses, the build's failure report, and a training run that uses it."""
 import os
@@ -9,17 +9,24 @@ import numpy as np
 import pytest
 from mindspore import nn, ops
 
-from src.models import onednn_conv
-from src.models.layers import Conv2d
+from src.kernels import onednn_conv
+from src.kernels.layers import Conv2d
+from src.kernels.plan import set_kernels
 
 needs_kernel = pytest.mark.skipif(not onednn_conv.availability()[0],
                                   reason=f"oneDNN conv kernel: {onednn_conv.availability()[1]}")
 
 
+def make_conv(impl, *args, **kwargs):
+    conv = Conv2d(*args, **kwargs)
+    conv.set_kernel(impl)
+    return conv
+
+
 def values_and_grads(impl, shape, seed=0):
     n, c, h, w, o, k = shape
     rng = np.random.default_rng(seed)
-    conv = Conv2d(c, o, k, has_bias=True, impl=impl)
+    conv = make_conv(impl, c, o, k, has_bias=True)
     conv.weight.set_data(ms.Tensor(rng.standard_normal(conv.weight.shape).astype(np.float32) * 0.2))
     conv.bias.set_data(ms.Tensor(rng.standard_normal(o).astype(np.float32)))
     x = ms.Tensor(rng.standard_normal((n, c, h, w)).astype(np.float32))
@@ -44,7 +51,7 @@ def test_same_values_and_gradients_as_native(shape):
 def concat_values_and_grads(impl, parts, o, k, bias, seed=0):
     """y, every part's gradient, dw (and db) of the convolution of concat(parts)."""
     rng = np.random.default_rng(seed)
-    conv = Conv2d(sum(p[1] for p in parts), o, k, has_bias=bias, impl=impl, input_parts=len(parts))
+    conv = make_conv(impl, sum(p[1] for p in parts), o, k, has_bias=bias, input_parts=len(parts))
     for p in conv.trainable_params():
         p.set_data(ms.Tensor(rng.standard_normal(p.shape).astype(np.float32) * 0.2))
     xs = tuple(ms.Tensor(rng.standard_normal(p).astype(np.float32)) for p in parts)
@@ -86,8 +93,8 @@ def test_graph_mode_training_step_matches_native():
     losses = {}
     for impl in ("native", "onednn"):
         ms.set_seed(1)
-        net = nn.SequentialCell([Conv2d(3, 8, 3, has_bias=True, impl=impl), nn.ReLU(),
-                                 Conv2d(8, 4, 1, impl=impl)])
+        net = nn.SequentialCell([make_conv(impl, 3, 8, 3, has_bias=True), nn.ReLU(),
+                                 make_conv(impl, 8, 4, 1)])
         for p in net.trainable_params():  # the same start for both
             p.set_data(ms.Tensor(np.random.default_rng(p.size).standard_normal(p.shape)
                                  .astype(np.float32) * 0.3))
@@ -106,9 +113,9 @@ def test_shapes_it_does_not_take_are_refused():
                    dict(kernel_size=3, dilation=2), dict(kernel_size=3, group=2)):
         assert not onednn_conv.supports(**kwargs)
     with pytest.raises(ValueError, match="impl 'onednn' needs stride 1"):
-        Conv2d(4, 4, 3, stride=2, impl="onednn")
+        Conv2d(4, 4, 3, stride=2).set_kernel("onednn")
     with pytest.raises(ValueError, match="impl must be one of native, unfold, onednn"):
-        Conv2d(4, 4, 3, impl="fast")
+        Conv2d(4, 4, 3).set_kernel("fast")
 
 
 def test_build_failure_is_reported(monkeypatch, tmp_path):
@@ -135,7 +142,7 @@ def test_train_py_with_onednn_convolutions(cifar_dir, tmp_path):
                           "--conv_impl", "onednn", "--batch_size", "48", "--log_interval", "1"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "conv_impl onednn, batch 48: native x0, unfold x0, onednn x" in out.stdout
+    assert "; conv onednn x16;" in out.stdout  # every convolution, the 1x1 ones too
     assert "epoch: 1 step: 2, loss is" in out.stdout
 
 
@@ -168,7 +175,7 @@ def test_prepared_weights_over_several_calls_match_native(mode, c, o, k):
     results = {}
     try:
         for impl in ("native", "onednn"):
-            conv = Conv2d(c, o, k, has_bias=True, impl=impl)
+            conv = make_conv(impl, c, o, k, has_bias=True)
             for p in conv.trainable_params():
                 p.set_data(ms.Tensor(np.random.default_rng(p.size).standard_normal(p.shape)
                                      .astype(np.float32) * 0.2))
@@ -198,10 +205,10 @@ def test_convlstm_on_onednn_matches_native():
     results = {}
     try:
         for impl in ("native", "onednn"):
-            net = ConvLSTM(patch_size=2, hidden_channels=(8, 16, 8), input_kernel=3, state_kernel=3,
-                           input_frames=3, output_frames=2, conv_impl=lambda *shape, i=impl: i,
-                           image_size=8, forecaster_input="prediction", structure="stack",
-                           head_kernel=3)
+            net = set_kernels(ConvLSTM(patch_size=2, hidden_channels=(8, 16, 8), input_kernel=3,
+                                       state_kernel=3, input_frames=3, output_frames=2,
+                                       forecaster_input="prediction", structure="stack",
+                                       head_kernel=3), conv=impl)
             for p in net.trainable_params():  # the same weights for both (names match)
                 p.set_data(ms.Tensor(np.random.default_rng(p.size).standard_normal(p.shape)
                                      .astype(np.float32) * 0.3))
@@ -221,11 +228,12 @@ def test_convlstm_on_onednn_matches_native():
 POOL_STRESS = r"""
 import numpy as np, mindspore as ms
 from mindspore import ops
-from src.models.layers import Conv2d
+from src.kernels.layers import Conv2d
 ms.set_context(mode=ms.PYNATIVE_MODE)
 rng = np.random.default_rng(0)
 x = ms.Tensor(rng.standard_normal((8, 32, 12, 12)).astype(np.float32))
-native, onednn = Conv2d(32, 48, 3, impl="native"), Conv2d(32, 48, 3, impl="onednn")
+native, onednn = Conv2d(32, 48, 3), Conv2d(32, 48, 3)
+onednn.set_kernel("onednn")
 onednn.weight.set_data(native.weight.data.copy())
 want = native(x).asnumpy()
 first = onednn(x).asnumpy()

@@ -4,6 +4,7 @@ import mindspore as ms
 import mindspore.nn as nn
 import pytest
 
+from src.kernels.plan import set_kernels
 from src.models import create_model
 from src.models.tinydarknet import LEAKY_SLOPE, TinyDarkNet
 from mindspore_hub_conf import create_network
@@ -44,7 +45,7 @@ def test_output_shape_any_input_size(size):
 
 
 def test_unfold_path_equals_native_with_same_checkpoint():
-    native, fast = TinyDarkNet(10), TinyDarkNet(10, use_unfold=True)
+    native, fast = TinyDarkNet(10), set_kernels(TinyDarkNet(10), conv="unfold")
     assert [p.name for p in native.get_parameters()] == [p.name for p in fast.get_parameters()]
     ms.load_param_into_net(fast, native.parameters_dict())
     x = ms.Tensor(np.random.rand(2, 3, 32, 32).astype(np.float32))
@@ -52,7 +53,7 @@ def test_unfold_path_equals_native_with_same_checkpoint():
 
 
 def test_forward_backward_tiny_input():
-    net = TinyDarkNet(num_classes=4, use_unfold=True)
+    net = set_kernels(TinyDarkNet(num_classes=4), conv="unfold")
     net.set_train(True)
     loss_fn = nn.CrossEntropyLoss()
     x = ms.Tensor(np.random.rand(2, 3, 32, 32).astype(np.float32))

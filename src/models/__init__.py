@@ -9,6 +9,8 @@ test (README, "Adding a model").
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
+from src.kernels.plan import configure
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -18,29 +20,22 @@ class ModelSpec:
         build: ``build(**kwargs) -> nn.Cell`` (imports the network module lazily).
         task: task family name, a key of ``src.tasks.TASKS``.
         head_prefixes: parameter-name prefixes of the task head; the rest is the backbone.
-        kwargs_from_config: ``cfg -> dict`` of plain network arguments (without the convolution
-            implementation, which :func:`model_kwargs` adds).
-        conv_shapes: ``cfg -> [(in_ch, out_ch, kernel, h, w)]`` of the network's convolutions
-            at the configured image size (what the convolution probe times).
+        kwargs_from_config: ``cfg -> dict`` of plain network arguments (sizes; the kernels are
+            chosen afterwards by ``src.kernels``, from the built network).
         input_shape: ``(cfg, batch_size) -> tuple``: the network input of one batch.
         convert_params: optional ``(params, network) -> params`` that maps a checkpoint written
             with an older parameter layout onto the current network (None: nothing to convert).
         shape_keys: the config keys that decide parameter shapes (named by the error for a
             checkpoint that does not fit the configured network).
-        runtime_kwargs: optional ``(cfg, log) -> dict`` of kernel choices that change speed, not
-            values or parameters, for networks that train or evaluate here (export leaves them
-            out: exported graphs hold portable ops only).
     """
 
     build: Callable
     task: str
     head_prefixes: Tuple[str, ...]
     kwargs_from_config: Callable
-    conv_shapes: Callable
     input_shape: Callable
     convert_params: Optional[Callable] = None
     shape_keys: Tuple[str, ...] = ()
-    runtime_kwargs: Optional[Callable] = None
 
 
 def _build_tinydarknet(**kwargs):
@@ -51,11 +46,6 @@ def _build_tinydarknet(**kwargs):
 def _build_convlstm(**kwargs):
     from src.models.convlstm import ConvLSTM
     return ConvLSTM(**kwargs)
-
-
-def _tinydarknet_convs(cfg):
-    from src.models.tinydarknet import conv_shapes
-    return conv_shapes(cfg.num_classes, cfg.in_channels, cfg.image_size)
 
 
 def _convlstm_kwargs(cfg):
@@ -70,26 +60,9 @@ def _convlstm_kwargs(cfg):
                 structure=cfg.structure, head_kernel=cfg.head_kernel)
 
 
-def _convlstm_convs(cfg):
-    from src.models.convlstm import conv_shapes
-    return conv_shapes(cfg.in_channels, cfg.patch_size, tuple(cfg.hidden_channels), cfg.input_kernel,
-                       cfg.state_kernel, cfg.image_size, forecaster_input=cfg.forecaster_input,
-                       structure=cfg.structure, head_kernel=cfg.head_kernel)
-
-
 def _convert_convlstm(params, network):
     from src.models.convlstm import convert_legacy_params
     return convert_legacy_params(params, network)
-
-
-def _tinydarknet_runtime(cfg, log):
-    from src.models.fused_layers import layer_impl_policy
-    return {"layer_impl": layer_impl_policy(cfg.layer_impl, cfg.device_target, log=log)}
-
-
-def _convlstm_runtime(cfg, log):
-    from src.models.lstm_gates import gate_impl_policy
-    return {"gate_impl": gate_impl_policy(cfg.gate_impl, cfg.device_target, log=log)}
 
 
 def _image_input(cfg, batch_size):
@@ -104,15 +77,13 @@ MODELS = {
     "tinydarknet": ModelSpec(
         build=_build_tinydarknet, task="classification", head_prefixes=("classifier.",),
         kwargs_from_config=lambda cfg: dict(num_classes=cfg.num_classes, in_channels=cfg.in_channels),
-        conv_shapes=_tinydarknet_convs, input_shape=_image_input,
-        shape_keys=("num_classes", "in_channels"), runtime_kwargs=_tinydarknet_runtime),
+        input_shape=_image_input, shape_keys=("num_classes", "in_channels")),
     "convlstm": ModelSpec(
         build=_build_convlstm, task="video_prediction", head_prefixes=("head.",),
         kwargs_from_config=_convlstm_kwargs,
-        conv_shapes=_convlstm_convs, input_shape=_video_input, convert_params=_convert_convlstm,
+        input_shape=_video_input, convert_params=_convert_convlstm,
         shape_keys=("structure", "forecaster_input", "hidden_channels", "input_kernel",
-                    "state_kernel", "head_kernel", "patch_size", "in_channels"),
-        runtime_kwargs=_convlstm_runtime),
+                    "state_kernel", "head_kernel", "patch_size", "in_channels")),
 }
 
 
@@ -128,34 +99,22 @@ def create_model(name, **kwargs):
     return get_model_spec(name).build(**kwargs)
 
 
-def conv_policy(cfg, batch_size=None, log=print):
-    """Which implementation (native / im2col / oneDNN's direct kernel) each convolution of the
-    configured network uses:
-    ``conv_impl`` auto = measured per layer shape on this machine at ``batch_size`` (default the
-    training batch) and cached (``src.model_utils.cpu_tuning``); native / unfold = every layer.
-    ``ZOO_CONV_IMPL`` overrides the config. Logs one line."""
-    from src.model_utils.cpu_tuning import conv_impl_policy
-    from src.models import onednn_conv
-    shapes = get_model_spec(cfg.model_name).conv_shapes(cfg)
-    return conv_impl_policy(shapes, batch_size or cfg.batch_size, cfg.conv_impl, cfg.device_target,
-                            log=log, onednn=onednn_conv.availability)
+KERNEL_KEYS = ("conv_impl", "layer_impl", "gate_impl")  # the config keys src.kernels decides by
 
 
-def model_kwargs(cfg, export=False, batch_size=None, log=print):
-    """Network arguments from a config, with the per-layer convolution choice of
-    :func:`conv_policy` and the model's other kernel choices (``ModelSpec.runtime_kwargs``).
-    ``export=True`` builds native ops only (exportable)."""
+def create_model_from_config(cfg, export=False, batch_size=None, log=print, run_dir=None, rank=0):
+    """The configured network: built from plain sizes, then (unless ``export``) its kernels chosen
+    and set by ``src.kernels.plan.configure`` at ``batch_size`` (default the training batch):
+    from ``cfg.kernel_choices`` when set, else decided (``conv_impl`` / ``layer_impl`` /
+    ``gate_impl``) and, with ``run_dir``, recorded there by rank 0 (ranks > 0 read it).
+    ``export=True``: native ops only (exportable)."""
     spec = get_model_spec(cfg.model_name)
-    kwargs = spec.kwargs_from_config(cfg)
-    if export:
-        return dict(kwargs, use_unfold=False)
-    if spec.runtime_kwargs:
-        kwargs.update(spec.runtime_kwargs(cfg, log))
-    return dict(kwargs, conv_impl=conv_policy(cfg, batch_size, log), image_size=cfg.image_size)
-
-
-def create_model_from_config(cfg, export=False, batch_size=None, log=print):
-    return create_model(cfg.model_name, **model_kwargs(cfg, export, batch_size, log))
+    network = spec.build(**spec.kwargs_from_config(cfg))
+    if not export:
+        configure(network, spec.input_shape(cfg, 1), batch_size or cfg.batch_size,
+                  {key: cfg.get(key, "auto") for key in KERNEL_KEYS}, cfg.device_target,
+                  pinned=cfg.get("kernel_choices") or None, out_dir=run_dir, rank=rank, log=log)
+    return network
 
 
 def input_shape(cfg, batch_size):

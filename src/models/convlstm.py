@@ -66,8 +66,8 @@ import mindspore.ops as ops
 from mindspore import Parameter, Tensor
 from mindspore.common.initializer import HeUniform, initializer
 
-from src.models.layers import Conv2d
-from src.models.lstm_gates import GATE_IMPLS
+from src.kernels.layers import Conv2d, KernelSite, reference_lstm_gates
+from src.kernels.lstm_gates import lstm_gates_op
 
 
 FORECASTER_INPUTS = ("none", "prediction")
@@ -82,7 +82,7 @@ def _weight_init():
     return HeUniform()
 
 
-class ConvLSTMCell(nn.Cell):
+class ConvLSTMCell(KernelSite, nn.Cell):
     """One ConvLSTM layer with peephole connections.
 
     Args:
@@ -90,33 +90,26 @@ class ConvLSTMCell(nn.Cell):
         hidden_channels (int): channels of h and c.
         input_kernel (int): input-to-state kernel size (odd; zero padding keeps the size).
         state_kernel (int): state-to-state kernel size (odd).
-        use_unfold (bool or 'small'): im2col + GEMM convolutions (see ``layers.Conv2d``).
         forget_bias (float): initial value of the forget gate's bias.
         fuse_gates (bool): one convolution over concat([x, h]) when the kernels are equal (the
             default; same parameters and outputs as two, faster); False keeps ``conv_x`` and
             ``conv_h`` (the layout of checkpoints written before the fused gates existed).
-        x_impl, h_impl (str or None): ``'native'`` / ``'unfold'`` for the input-to-state and the
-            state-to-state convolution (see ``layers.Conv2d``); the fused convolution uses
-            ``x_impl``. When given they replace ``use_unfold``.
-        gate_impl (str): ``'native'``: the gate math below as MindSpore ops (any device,
-            exportable); ``'fused'``: one CPU kernel per direction (``src.models.lstm_gates``;
-            ~1e-4 from native and closer to float64; CPU only).
+
+    Kernel (set by ``src.kernels``): ``native``, the gate math below as MindSpore ops (any
+    device, exportable), or ``fused``, one CPU kernel per direction
+    (``src.kernels.lstm_gates``; ~1e-4 from native and closer to float64; CPU only). Shape key:
+    ``(hidden_channels, h, w)`` of the state.
 
     ``construct(x, h, c)`` -> ``(h', c')``; ``x`` is ignored (pass ``None``) when in_channels=0.
     Gate order inside the ``4*hidden`` conv output channels: i, f, c~, o.
     """
 
-    def __init__(self, in_channels, hidden_channels, input_kernel, state_kernel, use_unfold=False,
-                 forget_bias=1.0, fuse_gates=True, x_impl=None, h_impl=None, gate_impl="native"):
+    kernel_kind = "lstm_gates"
+
+    def __init__(self, in_channels, hidden_channels, input_kernel, state_kernel, forget_bias=1.0,
+                 fuse_gates=True):
         super().__init__()
-        if gate_impl not in GATE_IMPLS:
-            raise ValueError(f"ConvLSTMCell: gate_impl must be one of {', '.join(GATE_IMPLS)}, "
-                             f"got {gate_impl!r}")
-        if gate_impl == "fused":
-            from src.models.lstm_gates import lstm_gates_op
-            self.gate_op = lstm_gates_op()
-        else:
-            self.gate_op = None
+        self.gate_op = None
         for k in (input_kernel, state_kernel):
             if k % 2 != 1:
                 raise ValueError(f"ConvLSTMCell kernel sizes must be odd, got {k}")
@@ -127,7 +120,7 @@ class ConvLSTMCell(nn.Cell):
         gates = 4 * hidden_channels
         if self.fused:
             self.conv_xh = Conv2d(in_channels + hidden_channels, gates, input_kernel, has_bias=True,
-                                  use_unfold=use_unfold, impl=x_impl, input_parts=2)
+                                  input_parts=2)
             parts = [initializer(_weight_init(), (gates, ch, input_kernel, input_kernel), ms.float32)
                      for ch in (in_channels, hidden_channels)]
             self.conv_xh.weight.set_data(ops.cat([p.init_data() for p in parts], 1))
@@ -135,9 +128,9 @@ class ConvLSTMCell(nn.Cell):
         else:
             if self.has_input:
                 self.conv_x = Conv2d(in_channels, gates, input_kernel, has_bias=True,
-                                     use_unfold=use_unfold, weight_init=_weight_init(), impl=x_impl)
+                                     weight_init=_weight_init())
             self.conv_h = Conv2d(hidden_channels, gates, state_kernel, has_bias=not self.has_input,
-                                 use_unfold=use_unfold, weight_init=_weight_init(), impl=h_impl)
+                                 weight_init=_weight_init())
             bias = (self.conv_x if self.has_input else self.conv_h).bias
         init = np.zeros(gates, np.float32)
         init[hidden_channels:2 * hidden_channels] = forget_bias
@@ -145,6 +138,12 @@ class ConvLSTMCell(nn.Cell):
         self.w_ci = Parameter(initializer("zeros", (hidden_channels,), ms.float32), name="w_ci")
         self.w_cf = Parameter(initializer("zeros", (hidden_channels,), ms.float32), name="w_cf")
         self.w_co = Parameter(initializer("zeros", (hidden_channels,), ms.float32), name="w_co")
+
+    def set_kernel(self, impl):
+        if impl not in ("native", "fused"):
+            raise ValueError(f"ConvLSTMCell: impl must be native or fused, got {impl!r}")
+        self.kernel_impl = impl
+        self.gate_op = lstm_gates_op() if impl == "fused" else None
 
     def peepholes(self, state_shape):
         """The peephole weights broadcast to the state's shape ``(N, Ch, H, W)`` once.
@@ -159,7 +158,7 @@ class ConvLSTMCell(nn.Cell):
 
     def step_constants(self, state):
         """What every step of one sequence shares, computed once before the steps: the
-        peepholes (:meth:`peepholes`; with ``gate_impl='fused'`` the (Ch,) parameters, which
+        peepholes (:meth:`peepholes`; with the ``fused`` kernel the (Ch,) parameters, which
         the fused kernel reads per channel) and the gate convolution's prepared weights
         (``layers.Conv2d.prepare``: oneDNN's layout, or None). ``state``: a (N, Ch, H, W) state."""
         conv = self.conv_xh if self.fused else None if self.has_input else self.conv_h
@@ -174,6 +173,8 @@ class ConvLSTMCell(nn.Cell):
         sequence, and the state-to-state convolution is skipped (only ``Wx * x``: with fused
         gates the input channels' share of the weights, ``Conv2d.prefix_construct``); ``c``
         is still given (zeros)."""
+        if self.shape_trace is not None:
+            self.shape_trace(self, tuple(c.shape[1:]))
         if constants is None:
             constants = self.step_constants(c)
         w_ci, w_cf, w_co, prepared = constants
@@ -187,13 +188,7 @@ class ConvLSTMCell(nn.Cell):
             z = self.conv_h(h, prepared)
         if self.gate_op is not None:
             return self.gate_op(z, c, w_ci, w_cf, w_co)
-        zi, zf, zg, zo = ops.split(z, self.hidden_channels, axis=1)
-        i = ops.sigmoid(zi + w_ci * c)
-        f = ops.sigmoid(zf + w_cf * c)
-        c_new = f * c + i * ops.tanh(zg)
-        o = ops.sigmoid(zo + w_co * c_new)
-        h_new = o * ops.tanh(c_new)
-        return h_new, c_new
+        return reference_lstm_gates(z, c, w_ci, w_cf, w_co)
 
 
 class ConvLSTM(nn.Cell):
@@ -208,14 +203,8 @@ class ConvLSTM(nn.Cell):
         input_frames (int): number of input frames (documentation / export shape; the encoder runs
             over however many frames the input has).
         output_frames (int): number of predicted frames.
-        use_unfold (bool): im2col convolutions (CPU speed); use False to export ONNX.
         fuse_gates (bool): one gate convolution over concat([x, h]) where the kernels are equal
             (see ``ConvLSTMCell``); checkpoints of both layouts load via ``convert_legacy_params``.
-        conv_impl (callable or None): ``conv_impl(in_ch, out_ch, k, h, w) -> "native" | "unfold"``
-            per convolution (e.g. ``src.model_utils.cpu_tuning.conv_impl_policy``); replaces
-            ``use_unfold``. Needs ``image_size``.
-        image_size (int or None): frame height = width, to give ``conv_impl`` the map size
-            (``image_size / patch_size``); the network itself accepts any size divisible by p.
         forecaster_input (str): ``'none'`` (the paper: the first forecaster layer has no input)
             or ``'prediction'`` (it reads the previous frame: the last input frame, then its own
             predictions).
@@ -223,16 +212,17 @@ class ConvLSTM(nn.Cell):
             every frame and predicts the next; needs ``forecaster_input='prediction'``).
         head_kernel (int): kernel of the output convolution over the hidden states (odd; 1 in
             the paper). 3 lets each predicted patch be drawn from its neighbours' states too.
-        gate_impl (str): ``'native'`` or ``'fused'`` gate math in every cell (``ConvLSTMCell``).
+
+    The kernels of its convolutions and gates are chosen per run by ``src.kernels`` (every layer
+    starts native).
 
     Input: (N, T_in, C, H, W) float32 in [0, 1], H and W divisible by p.
     Output: (N, output_frames, C, H, W) logits; ``predict`` returns probabilities.
     """
 
     def __init__(self, in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), input_kernel=5,
-                 state_kernel=5, input_frames=10, output_frames=10, use_unfold=False,
-                 fuse_gates=True, conv_impl=None, image_size=None, forecaster_input="none",
-                 structure="encoder_forecaster", head_kernel=1, gate_impl="native"):
+                 state_kernel=5, input_frames=10, output_frames=10, fuse_gates=True,
+                 forecaster_input="none", structure="encoder_forecaster", head_kernel=1):
         super().__init__()
         if head_kernel < 1 or head_kernel % 2 != 1:
             raise ValueError(f"ConvLSTM: head_kernel must be odd and >= 1, got {head_kernel}")
@@ -246,8 +236,6 @@ class ConvLSTM(nn.Cell):
             raise ValueError("ConvLSTM: structure 'stack' reads its own predictions: set "
                              "forecaster_input: prediction")
         self.feed_prediction = forecaster_input == "prediction"
-        if conv_impl is not None and not image_size:
-            raise ValueError("ConvLSTM: conv_impl needs image_size (the frame height/width)")
         hidden_channels = tuple(int(h) for h in hidden_channels)
         if not hidden_channels:
             raise ValueError("ConvLSTM needs at least one layer (hidden_channels is empty)")
@@ -259,19 +247,9 @@ class ConvLSTM(nn.Cell):
         self.output_frames = output_frames
         patch_ch = patch_size * patch_size * in_channels
         self.patch_channels = patch_ch
-        size = (image_size or 0) // patch_size
-        fused = fuse_gates and input_kernel == state_kernel
 
-        def cell(cin, hid):  # one layer, with the convolution kernels conv_impl picks for it
-            def impl(c, k):
-                return conv_impl(c, 4 * hid, k, size, size) if conv_impl and c else None
-            if fused and cin:  # one convolution over concat([x, h]): only that shape is asked
-                x_impl, h_impl = impl(cin + hid, input_kernel), None
-            else:
-                x_impl, h_impl = impl(cin, input_kernel), impl(hid, state_kernel)
-            return ConvLSTMCell(cin, hid, input_kernel, state_kernel, use_unfold,
-                                fuse_gates=fuse_gates, x_impl=x_impl, h_impl=h_impl,
-                                gate_impl=gate_impl)
+        def cell(cin, hid):
+            return ConvLSTMCell(cin, hid, input_kernel, state_kernel, fuse_gates=fuse_gates)
 
         enc, fore = [], []
         for layer, hid in enumerate(hidden_channels):
@@ -286,9 +264,7 @@ class ConvLSTM(nn.Cell):
             self.encoder = nn.CellList(enc)
             self.forecaster = nn.CellList(fore)
         self.head = Conv2d(sum(hidden_channels), patch_ch, head_kernel, has_bias=True,
-                           weight_init=_weight_init(), input_parts=self.num_layers,
-                           impl=conv_impl(sum(hidden_channels), patch_ch, head_kernel, size, size)
-                           if conv_impl and head_kernel > 1 else None)
+                           weight_init=_weight_init(), input_parts=self.num_layers)
 
     def patchify(self, x):
         """(N, T, C, H, W) -> (N, T, p*p*C, H/p, W/p); channel order (C, row-in-patch, col)."""
@@ -520,26 +496,3 @@ def _array(value):
 def _renamed(value, name):
     return Parameter(Tensor(_array(value)), name=name)
 
-
-def conv_shapes(in_channels=1, patch_size=4, hidden_channels=(128, 64, 64), input_kernel=5,
-                state_kernel=5, image_size=64, fuse_gates=True, forecaster_input="none",
-                structure="encoder_forecaster", head_kernel=1):
-    """``(in_ch, out_ch, kernel, h, w)`` of every convolution (encoder, forecaster or the one
-    stack, head), with the fused gate convolution over concat([x, h]) where
-    :class:`ConvLSTMCell` fuses."""
-    size = image_size // patch_size
-    patch_ch = patch_size * patch_size * in_channels
-    fused = fuse_gates and input_kernel == state_kernel
-    shapes = []
-    for forecaster in (False,) if structure == "stack" else (False, True):
-        for layer, hid in enumerate(hidden_channels):
-            below = patch_ch if layer == 0 else hidden_channels[layer - 1]
-            if forecaster and layer == 0 and forecaster_input == "none":
-                below = 0
-            if below and fused:
-                shapes.append((below + hid, 4 * hid, input_kernel, size, size))
-                continue
-            if below:
-                shapes.append((below, 4 * hid, input_kernel, size, size))
-            shapes.append((hid, 4 * hid, state_kernel, size, size))
-    return shapes + [(sum(hidden_channels), patch_ch, head_kernel, size, size)]

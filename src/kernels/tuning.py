@@ -1,7 +1,12 @@
-"""CPU kernel choices made by measurement on the machine at hand, cached per machine.
+"""This machine: its identity, the per-machine cache, and the oneDNN ISA cap.
 
-Two choices decide CPU speed with MindSpore 2.10 (README, "CPU tuning, measured per machine"):
-
+* **Machine and cache.** :func:`machine_info` (CPU model, family / model number, usable cores,
+  MindSpore version) keys everything measured here. The cache folder holds the compiled kernels
+  (``src.kernels.build``) and ``cpu_tuning.json``, the measured times: the ISA probe's, every
+  convolution shape's and every fused-layer group's (``src.kernels.plan``). It is
+  ``$ZOO_KERNEL_CACHE`` if set, else ``$XDG_CACHE_HOME/mindspore-zoo-tdn-convlstm`` (``~/.cache``
+  without ``XDG_CACHE_HOME``). The file is written atomically under a lock: processes starting
+  together measure once.
 * **oneDNN ISA cap** (:func:`apply_onednn_isa`). On CPUs with AVX-512 the bundled oneDNN 3.10
   runs a plain NCHW fp32 convolution through ``jit_uni_ncsp:conv+ref:any``, 10-100x slower than
   the ``x64:gemm:jit`` kernel it picks when capped with ``ONEDNN_MAX_CPU_ISA=AVX2``. The cap
@@ -11,26 +16,16 @@ Two choices decide CPU speed with MindSpore 2.10 (README, "CPU tuning, measured 
   ``libdnnl.so.3`` (no MindSpore import: ~0.1-0.7 s each), on plain memory (what the native op
   runs) and on blocked memory (what the oneDNN custom op runs), and judges with
   :func:`choose_isa`: the cap that rescues the native op, or no cap where the uncapped blocked
-  kernel is clearly faster still and the process may use the custom op (then
-  ``ZOO_NATIVE_CONV_SLOW=1`` keeps the native k x k op out of the conv policy); CPUs without
-  AVX-512 have nothing to choose.
-* **Convolution implementation per layer** (:func:`conv_impl_policy`): the native op, im2col +
-  GEMM, or oneDNN's direct convolution on blocked layouts as a custom op
-  (``src.models.layers.Conv2d``, ``src.models.onednn_conv``). ``auto`` times forward + backward
-  of each for every layer shape of the network at the training batch, in one child process with
-  MindSpore in GRAPH mode, and picks the fastest per shape (the others only when clearly faster
-  than the native op: ``CONV_MARGIN``, ``ONEDNN_MARGIN``; 1x1 kernels: native or oneDNN).
+  kernel is clearly faster still and the process may use the custom op (then the native k x k
+  convolution is "slow" for this process: :func:`native_kxk_slow`, which ``src.kernels.plan``
+  reads); CPUs without AVX-512 have nothing to choose.
 
-Both results are cached in ``$XDG_CACHE_HOME/mindspore-zoo-tdn-convlstm/cpu_tuning.json``
-(``~/.cache/...`` without ``XDG_CACHE_HOME``), keyed by CPU model (name, family, model number),
-usable cores and MindSpore version, so the first run pays the probe (a few seconds) and later runs
-nothing. The file is written atomically under a lock (parallel workers probe once). Overrides:
-``ZOO_ONEDNN_ISA`` (auto | default | AVX2 | any oneDNN ISA name) or an ``ONEDNN_MAX_CPU_ISA``
-already set by the user; ``ZOO_CONV_IMPL`` (auto | native | unfold | onednn) before the config key.
-
-Importing this module costs nothing: standard library only (no MindSpore, no numpy).
+Overrides: ``ZOO_ONEDNN_ISA`` (auto | default | a oneDNN ISA name) before the config key, or an
+``ONEDNN_MAX_CPU_ISA`` already in the environment. Importing this module costs nothing:
+standard library only (no MindSpore, no numpy).
 """
 import contextlib
+import ctypes
 import importlib.metadata
 import importlib.util
 import json
@@ -43,8 +38,7 @@ from src.model_utils.errors import UserError
 
 ONEDNN_ENV = "ONEDNN_MAX_CPU_ISA"
 ISA_ENV = "ZOO_ONEDNN_ISA"
-CONV_ENV = "ZOO_CONV_IMPL"
-_APPLIED_ENV = "ZOO_ONEDNN_ISA_APPLIED"  # marks a cap this module set (inherited by children)
+CACHE_ENV = "ZOO_KERNEL_CACHE"
 CACHE_DIR_NAME = "mindspore-zoo-tdn-convlstm"
 CACHE_FORMAT = 1
 ISA_CANDIDATES = ("default", "AVX2")
@@ -59,7 +53,6 @@ ISA_MARGIN = 0.9  # a cap must beat the default by 10% to be applied (timing noi
 # convolution is not used (AVX-512 without a cap: jit_uni_ncsp, 10-100x slower)
 NATIVE_SLOW_FACTOR = 3.0
 ISA_PROBE_VERSION = 2  # 2: the blocked-layout (direct) kernel timed too; older records re-probe
-NATIVE_SLOW_ENV = "ZOO_NATIVE_CONV_SLOW"
 NATIVE_1X1 = "native-1x1"  # in the conv probe's list instead of native: native on 1x1 kernels only
 # im2col must beat the native op by 25% in the probe. The probe times one layer alone (PyNative);
 # inside a compiled training graph im2col's extra memory traffic costs more: on a Zen 4 (AVX2 cap)
@@ -68,14 +61,16 @@ NATIVE_1X1 = "native-1x1"  # in the conv probe's list instead of native: native 
 # simpler, exportable op. The choice is re-judged from the cached times, so a change of this
 # margin applies to existing caches.
 CONV_MARGIN = 0.75
-# oneDNN's direct kernel (src.models.onednn_conv) must beat the native op by 10%: it adds two
+# oneDNN's direct kernel (src.kernels.onednn_conv) must beat the native op by 10%: it adds two
 # layout reorders per call, which the probe times, and is not exportable (export builds native)
 ONEDNN_MARGIN = 0.9
 ISA_PROBE_BUDGET_S = 0.3  # per candidate, after the warm-up call
-CONV_PROBE_BUDGET_S = 2.5  # timing budget of one conv probe run (plus the MindSpore import)
-CONV_PROBE_TIMEOUT_S = 40.0
+# timing budget of the one probe a run's choices need (plus the MindSpore import, ~2-3 s, and one
+# small graph compile per timed shape and kernel): the first run on a machine stays under ~10 s
+PLAN_PROBE_BUDGET_S = 6.0
+PLAN_PROBE_TIMEOUT_S = 60.0
 PROBE_WORK_FLOP = 3e8  # forward FLOPs per timed call above which large maps probe a smaller batch
-SMALL_MAP_POSITIONS = 16  # as src.models.layers: at or below, the batch changes the im2col GEMM
+SMALL_MAP_POSITIONS = 16  # as src.kernels.layers: at or below, the batch changes the im2col GEMM
 
 
 # ---------------------------------------------------------------- machine identity and cache
@@ -120,9 +115,16 @@ def machine_key(machine):
     return f"{machine['cpu']} | {machine['cores']} cores | mindspore {machine['mindspore']}"
 
 
-def cache_path():
+def cache_dir():
+    """The per-user cache folder of this package (compiled kernels and measured times)."""
+    if os.environ.get(CACHE_ENV):
+        return os.path.abspath(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, CACHE_DIR_NAME, "cpu_tuning.json")
+    return os.path.join(base, CACHE_DIR_NAME)
+
+
+def cache_path():
+    return os.path.join(cache_dir(), "cpu_tuning.json")
 
 
 def read_cache(path):
@@ -144,9 +146,9 @@ def _machine_entry(data, key):
 
 
 @contextlib.contextmanager
-def _locked(path):
-    """Exclusive lock next to the cache (processes starting together probe once). Without a
-    writable cache folder or ``fcntl`` there is no lock: at worst two processes probe."""
+def locked(path):
+    """Exclusive lock ``PATH.lock`` (processes starting together probe or build once). Without a
+    writable folder or ``fcntl`` there is no lock: at worst two processes do the work."""
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         lock = open(path + ".lock", "a", encoding="utf-8")
@@ -162,7 +164,7 @@ def _locked(path):
         yield
 
 
-def _update_cache(path, key, section, values):
+def update_cache(path, key, section, values):
     """Merge ``values`` into ``machines[key][section]`` and write the file atomically."""
     data = read_cache(path)
     entry = _machine_entry(data, key)
@@ -188,13 +190,13 @@ def _repo_root():
 
 
 def _run_probe(args, env_update, timeout):
-    """Run ``python -m src.model_utils.kernel_probe ARGS``; its last JSON line, or None."""
+    """Run ``python -m src.kernels.probe ARGS``; its last JSON line, or None."""
     env = {k: v for k, v in os.environ.items() if k not in (ONEDNN_ENV, "ONEDNN_VERBOSE",
                                                             "DNNL_VERBOSE", "DNNL_MAX_CPU_ISA")}
     env.update(env_update)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_repo_root(), env.get("PYTHONPATH")) if p)
     try:
-        proc = subprocess.run([sys.executable, "-m", "src.model_utils.kernel_probe", *args],
+        proc = subprocess.run([sys.executable, "-m", "src.kernels.probe", *args],
                               env=env, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return None
@@ -217,6 +219,29 @@ def onednn_library():
     return None
 
 
+class _DnnlVersion(ctypes.Structure):
+    _fields_ = [("major", ctypes.c_int), ("minor", ctypes.c_int), ("patch", ctypes.c_int),
+                ("hash", ctypes.c_char_p), ("cpu_runtime", ctypes.c_uint),
+                ("gpu_runtime", ctypes.c_uint)]
+
+
+_ONEDNN_VERSIONS = {}
+
+
+def onednn_version(lib_path):
+    """``"3.10.1"``: the version of the oneDNN library at ``lib_path`` (``dnnl_version()``;
+    loading it reads no setting, so the ISA cap can still be set), or ``"unknown"``."""
+    if lib_path not in _ONEDNN_VERSIONS:
+        try:
+            lib = ctypes.CDLL(lib_path)
+            lib.dnnl_version.restype = ctypes.POINTER(_DnnlVersion)
+            v = lib.dnnl_version().contents
+            _ONEDNN_VERSIONS[lib_path] = f"{v.major}.{v.minor}.{v.patch}"
+        except (OSError, AttributeError, ValueError):
+            _ONEDNN_VERSIONS[lib_path] = "unknown"
+    return _ONEDNN_VERSIONS[lib_path]
+
+
 def measure_isa(candidate, timeout=10.0):
     """{"ms", "impl", "direct_ms", "direct_impl"} of the probe convolution (plain and blocked
     layouts, see ``kernel_probe.time_onednn_conv``) with ``candidate`` as the cap; None on
@@ -228,14 +253,20 @@ def measure_isa(candidate, timeout=10.0):
     return _run_probe(["isa", lib, str(ISA_PROBE_BUDGET_S)], env, timeout)
 
 
-def measure_convs(shapes, budget_s=CONV_PROBE_BUDGET_S, impls=CONV_IMPLS):
-    """[[native_ms, unfold_ms, onednn_ms] or None] for ``[batch, in, out, k, h, w]`` shapes
-    (child process with the current environment, so the oneDNN cap applied here applies there)."""
+def measure_plan(convs, conv_impls, groups, budget_s=None):
+    """Times of what a run's kernel choices need, in one child process (``python -m
+    src.kernels.probe plan``; the current environment, so the oneDNN cap applied here applies
+    there): ``{"convs": [[native_ms, unfold_ms, onednn_ms] or None per [batch, in, out, k, h, w]
+    shape], "groups": {kind: {"native": ms, "fused": ms}}}`` (``groups``: kind -> the [batch,
+    *key] of each of the network's layers of that kind); None when the probe failed."""
+    budget_s = PLAN_PROBE_BUDGET_S if budget_s is None else budget_s
     cap = {ONEDNN_ENV: os.environ[ONEDNN_ENV]} if ONEDNN_ENV in os.environ else {}
-    result = _run_probe(["conv", str(budget_s), json.dumps([list(s) for s in shapes]),
-                         ",".join(impls)], cap, CONV_PROBE_TIMEOUT_S + budget_s)
-    times = result.get("times") if isinstance(result, dict) else None
-    return times if isinstance(times, list) and len(times) == len(shapes) else [None] * len(shapes)
+    request = {"convs": [list(s) for s in convs], "impls": list(conv_impls), "groups": groups}
+    result = _run_probe(["plan", str(budget_s), json.dumps(request)], cap,
+                        PLAN_PROBE_TIMEOUT_S + budget_s)
+    if not isinstance(result, dict) or len(result.get("convs") or []) != len(convs):
+        return None
+    return result
 
 
 # ---------------------------------------------------------------- oneDNN ISA
@@ -251,14 +282,14 @@ def _normalise_isa(value, source):
 
 
 def _valid_ms(result, field):
-    return isinstance(result, dict) and _ms(result.get(field)) is not None
+    return isinstance(result, dict) and valid_ms(result.get(field)) is not None
 
 
 def choose_isa(results, direct_allowed):
     """``(isa, direct)`` from probe results ``{candidate: {"ms", "direct_ms"}}``.
 
     ``ms`` is the plain-layout convolution MindSpore's native ``Conv2D`` runs, ``direct_ms`` the
-    blocked-layout kernel of ``src.models.onednn_conv``. The plain choice: the fastest ``ms``,
+    blocked-layout kernel of ``src.kernels.onednn_conv``. The plain choice: the fastest ``ms``,
     a cap only when ``ISA_MARGIN`` faster than the default. When the direct kernel may be used
     (``direct_allowed``: the custom op builds and ``conv_impl`` is auto or onednn), a candidate
     whose ``direct_ms`` is ``ISA_MARGIN`` faster than the best kernel of the plain choice wins
@@ -280,13 +311,30 @@ def choose_isa(results, direct_allowed):
     return fastest, plain.get(fastest, float("inf")) > NATIVE_SLOW_FACTOR * plain[best]
 
 
+CONV_ENV = "ZOO_CONV_IMPL"
+# what this process applied (apply_onednn_isa): src.kernels.plan reads it, no environment variable
+_APPLIED = {"isa": None, "reason": "not decided in this process", "direct": False}
+
+
+def applied_isa():
+    """``{"isa", "reason", "direct"}`` as :func:`apply_onednn_isa` decided in this process (isa
+    None when it was not called: then ``ONEDNN_MAX_CPU_ISA`` or oneDNN's default holds)."""
+    return dict(_APPLIED, isa=_APPLIED["isa"] or os.environ.get(ONEDNN_ENV, "default"))
+
+
+def native_kxk_slow():
+    """Whether this process's ISA choice made the native k x k convolution slow (AVX-512
+    without a cap, where oneDNN's direct kernel serves the k x k layers instead)."""
+    return bool(_APPLIED["direct"])
+
+
 NO_DIRECT_KERNEL = (False, "oneDNN conv kernel not offered by this entry point")
 
 
 def _direct_allowed(conv_impl, direct_kernel):
     """(allowed, why not): oneDNN's direct kernel can serve the convolutions of this process.
-    ``direct_kernel() -> (available, detail)`` is the kernel's availability (the caller's:
-    ``src.models.onednn_conv.availability``; this module does not import the models)."""
+    ``direct_kernel() -> (available, detail)`` is the kernel's availability
+    (``src.kernels.onednn_conv.availability``)."""
     setting = os.environ.get(CONV_ENV) or conv_impl
     if setting not in ("auto", "onednn"):
         return False, f"conv_impl {setting}"
@@ -295,49 +343,47 @@ def _direct_allowed(conv_impl, direct_kernel):
 
 
 def apply_onednn_isa(setting="auto", log=print, measure=None, path=None, machine=None,
-                     mindspore_loaded=None, conv_impl="auto", direct_kernel=None, direct=None):
+                     mindspore_loaded=None, conv_impl="auto", direct_kernel=None, direct=None,
+                     source="onednn_isa"):
     """Put the fastest oneDNN ISA cap for this CPU into ``ONEDNN_MAX_CPU_ISA`` (call before
     MindSpore is imported) and log one line saying what was applied and why.
 
-    Priority: ``ONEDNN_MAX_CPU_ISA`` already set by the user (kept) > ``ZOO_ONEDNN_ISA`` >
-    ``setting`` (the config key). ``auto``: a probe (``measure(candidate) -> {"ms", "direct_ms"}
-    or None``, default :func:`measure_isa`), cached for this machine, judged by
-    :func:`choose_isa`. ``conv_impl`` is the process's convolution setting: only ``auto`` /
-    ``onednn`` let the choice rely on oneDNN's direct kernel (entry points that run exported
-    graphs pass ``native``). ``direct_kernel() -> (available, detail)``: that kernel's
-    availability (``src.models.onednn_conv.availability``; None: not offered); ``direct``
-    replaces the whole test with a given ``(allowed, why not)``. When the choice makes the native k x k convolution slow, ``ZOO_NATIVE_CONV_SLOW``
-    is set (the conv policy then uses the direct kernel or im2col for every k x k layer). In a
-    process that already imported MindSpore nothing is changed (oneDNN may have read the
-    variable already, and the conv choices are keyed by it). Returns {"isa", "reason", "direct"}.
+    Priority: ``ONEDNN_MAX_CPU_ISA`` already in the environment (kept) > ``ZOO_ONEDNN_ISA`` >
+    ``setting`` (the config key, or a run's recorded ISA; ``source`` names it in the log).
+    ``auto``: a probe (``measure(candidate) -> {"ms", "direct_ms"} or None``, default
+    :func:`measure_isa`), cached for this machine, judged by :func:`choose_isa`. ``conv_impl``
+    is the process's convolution setting: only ``auto`` / ``onednn`` let the choice rely on
+    oneDNN's direct kernel (entry points that run exported graphs pass ``native``).
+    ``direct_kernel() -> (available, detail)``: that kernel's availability
+    (``src.kernels.onednn_conv.availability``; None: not offered); ``direct`` replaces the
+    whole test with a given ``(allowed, why not)``. The result is kept for this process
+    (:func:`applied_isa`, :func:`native_kxk_slow`). In a process that already imported MindSpore
+    nothing is changed (oneDNN may have read the variable already). Returns {"isa", "reason",
+    "direct"}.
     """
     def done(isa, reason, apply=True, native_slow=False):
-        if apply:
-            os.environ.pop(NATIVE_SLOW_ENV, None)
-            if native_slow:
-                os.environ[NATIVE_SLOW_ENV] = "1"
         if apply and isa != "default":
             os.environ[ONEDNN_ENV] = isa
-            os.environ[_APPLIED_ENV] = isa
+        if apply:
+            _APPLIED.update(isa=isa, reason=reason, direct=native_slow)
         if log:
             log(f"oneDNN ISA: {isa} ({reason})")
         return {"isa": isa, "reason": reason, "direct": native_slow}
 
     user = os.environ.get(ONEDNN_ENV)
     if user:
-        inherited = os.environ.get(_APPLIED_ENV) == user
-        return done(user, "inherited from the parent process" if inherited
-                    else f"user-set: {ONEDNN_ENV}={user}")
+        return done(user, f"set in the environment: {ONEDNN_ENV}={user}")
     if "mindspore" in sys.modules if mindspore_loaded is None else mindspore_loaded:
         return done("default", "not applied: MindSpore was imported before the setting; set "
                                f"{ONEDNN_ENV} before starting Python to cap it", apply=False)
     if os.environ.get(ISA_ENV):
         source, value = ISA_ENV, os.environ[ISA_ENV]
     else:
-        source, value = "onednn_isa", setting
+        value = setting
     choice = _normalise_isa(value, source)
     if choice != "auto":
-        return done(choice, f"user-set: {source}={value}")
+        return done(choice, f"user-set: {source}={value}" if source in (ISA_ENV, "onednn_isa")
+                    else source)
     machine = machine or machine_info()
     if not any(flag.startswith("avx512") for flag in machine["flags"]):
         return done("default", "CPU without AVX-512: nothing to choose")
@@ -368,7 +414,7 @@ def apply_onednn_isa(setting="auto", log=print, measure=None, path=None, machine
     if results:
         return decide(results, f"cached for {key}")
     measure = measure or measure_isa
-    with _locked(path):
+    with locked(path):
         results = cached()  # another process may have probed while we waited for the lock
         if results:
             return decide(results, f"cached for {key}")
@@ -381,7 +427,7 @@ def apply_onednn_isa(setting="auto", log=print, measure=None, path=None, machine
         if not results:
             return done("default", "probe failed (MindSpore's oneDNN library not usable); not cached")
         isa, _ = choose_isa(results, allowed)
-        _update_cache(path, key, "onednn_isa", {
+        update_cache(path, key, "onednn_isa", {
             "probe": ISA_PROBE_VERSION, "choice": isa,
             "ms": {c: round(r["ms"], 3) for c, r in results.items()},
             "direct_ms": {c: round(r["direct_ms"], 3) for c, r in results.items()
@@ -411,109 +457,29 @@ def probe_batch(batch, in_ch, out_ch, k, h, w, cores):
     return max(min(batch, cores), min(batch, int(PROBE_WORK_FLOP // per_image)))
 
 
-class ConvImplPolicy:
-    """``policy(in_ch, out_ch, k, h, w) -> "native" | "unfold" | "onednn"`` for the network
-    builders.
-
-    ``choices`` maps ``(in_ch, out_ch, k, h, w)`` to the implementation; shapes not in it get
-    ``default`` (1x1 kernels: ``native`` when the default is im2col, which a 1x1 kernel does not
-    need).
-    """
-
-    def __init__(self, choices=None, default="native"):
-        self.choices = dict(choices or {})
-        self.default = default
-
-    def __call__(self, in_ch, out_ch, k, h, w):
-        shape = (in_ch, out_ch, k, h, w)
-        if shape in self.choices:
-            return self.choices[shape]
-        return "native" if k == 1 and self.default == "unfold" else self.default
-
-    def summary(self, shapes):
-        """``"native x10, onednn x2, unfold x2 (64->512 3x3 @2x2)"`` over the layer shapes (the
-        layers of the rarest implementation other than native are named)."""
-        picks = [(tuple(s), self(*s)) for s in shapes]
-        counts = {impl: sum(1 for _, i in picks if i == impl) for impl in CONV_IMPLS}
-        text = ", ".join(f"{impl} x{counts[impl]}" for impl in CONV_IMPLS
-                         if counts[impl] or impl != "onednn")
-        others = [impl for impl in CONV_IMPLS[1:] if 0 < counts[impl] <= len(picks) // 2]
-        if others:
-            rarest = min(others, key=lambda impl: counts[impl])
-            names = sorted({f"{i}->{o} {k}x{k} @{h}x{w}" for (i, o, k, h, w), impl in picks
-                            if impl == rarest})
-            text += f" ({rarest}: {', '.join(names)})"
-        return text
-
-
 # in every conv cache key: probes of an older method are not reused (v2: the two implementations
 # timed in alternation, see kernel_probe.time_conv_impls)
 CONV_PROBE_VERSION = "v3"  # v3: oneDNN's direct kernel timed too, 1x1 kernels probed
 
 
-def _conv_key(isa, batch, shape):
+def conv_key(isa, batch, shape):
     in_ch, out_ch, k, h, w = shape
     return f"probe {CONV_PROBE_VERSION} | isa {isa} | batch {batch} | {in_ch}->{out_ch} k{k} {h}x{w}"
 
 
-def conv_impl_policy(shapes, batch, setting="auto", device_target="CPU", log=print, measure=None,
-                     path=None, machine=None, budget_s=CONV_PROBE_BUDGET_S, onednn=None):
-    """Choose the native op, im2col or oneDNN's direct kernel per convolution layer shape and
-    log one line.
-
-    Args:
-        shapes: the network's layers as ``(in_ch, out_ch, kernel, h, w)`` (input map size).
-        batch: the batch the network will run at.
-        setting: ``auto`` | ``native`` | ``unfold`` | ``onednn`` (the config's ``conv_impl``);
-            ``ZOO_CONV_IMPL`` overrides it.
-        measure: ``measure(probe_shapes, impls) -> [[native_ms, unfold_ms(, onednn_ms)] or
-            None]`` with ``[batch, in, out, k, h, w]`` shapes (default :func:`measure_convs`, a
-            child process); ``impls`` are the implementations to time.
-        onednn: ``(available, detail)`` of the oneDNN custom op, or a callable returning it
-            (``src.models.onednn_conv.availability``); None: not available.
-    ``auto`` off CPU is native. Shapes the probe did not reach within ``budget_s`` stay native
-    for this run and are probed by the next one. Returns a :class:`ConvImplPolicy`.
-    """
-    shapes = [tuple(int(v) for v in s) for s in shapes]
-    source, value = (CONV_ENV, os.environ[CONV_ENV]) if os.environ.get(CONV_ENV) \
-        else ("conv_impl", setting)
-    if value not in ("auto",) + CONV_IMPLS:
-        raise UserError(f"{source} must be one of auto, {', '.join(CONV_IMPLS)}, got {value!r}")
-    onednn = (onednn() if callable(onednn) else onednn) if value in ("auto", "onednn") \
-        and device_target == "CPU" else None
-    onednn = onednn or (False, "the oneDNN conv kernel was not offered")
-    if value == "onednn":
-        if device_target != "CPU":
-            raise UserError(f"{source} onednn runs on CPU only (device_target {device_target}): "
-                            "use auto or native")
-        if not onednn[0]:
-            raise UserError(f"{source} onednn: the oneDNN convolution kernels cannot be built "
-                            f"here ({onednn[1]}); install g++ or use auto / native")
-    if value != "auto":
-        policy, reason = ConvImplPolicy(default=value), f"user-set: {source}={value}"
-    elif device_target != "CPU":
-        policy, reason = ConvImplPolicy(), f"native on {device_target}"
-    else:
-        policy, reason = _probe_policy(shapes, batch, measure, path, machine, budget_s,
-                                       onednn[0])
-    if log:
-        log(f"conv_impl {value}, batch {batch}: {policy.summary(shapes)} ({reason})")
-    return policy
-
-
-def _ms(value):
+def valid_ms(value):
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) \
         and value > 0 else None
 
 
-def _judge(times, onednn=True, native=True):
+def judge_conv(times, onednn=True, native=True):
     """The implementation to use from probed ``[native_ms, unfold_ms(, onednn_ms)]`` (an entry
     may be None: not timed). The reference is the native op (oneDNN's kernel where the native
     one is not timed or not to be used: ``native=False``); another wins only when faster than
     its margin times the reference, then the fastest such. None without a reference time."""
     if not isinstance(times, (list, tuple)) or len(times) not in (2, 3):
         return None
-    t = {impl: _ms(v) for impl, v in zip(CONV_IMPLS, times)}
+    t = {impl: valid_ms(v) for impl, v in zip(CONV_IMPLS, times)}
     t["native"] = t["native"] if native else None
     t["onednn"] = t.get("onednn") if onednn else None
     base = "native" if t["native"] else "onednn" if t["onednn"] else None
@@ -522,52 +488,3 @@ def _judge(times, onednn=True, native=True):
     margins = {"native": 1.0, "unfold": CONV_MARGIN, "onednn": ONEDNN_MARGIN}
     wins = {impl: v for impl, v in t.items() if v and impl != base and v < margins[impl] * t[base]}
     return min(wins, key=wins.get) if wins else base
-
-
-def _probe_policy(shapes, batch, measure, path, machine, budget_s, onednn):
-    machine = machine or machine_info()
-    path = path or cache_path()
-    key = machine_key(machine)
-    isa = os.environ.get(ONEDNN_ENV, "default")
-    # under an ISA where the native k x k op is slow (apply_onednn_isa says so), it is neither
-    # timed nor chosen: the k x k layers get oneDNN's direct kernel or im2col
-    native_kxk = os.environ.get(NATIVE_SLOW_ENV) != "1"
-    impls = (CONV_IMPLS[0] if native_kxk else NATIVE_1X1,) + CONV_IMPLS[1:(3 if onednn else 2)]
-    default = "native" if native_kxk else "onednn" if onednn else "unfold"
-    # 1x1 kernels have a choice only when the oneDNN kernel is there (im2col of 1x1 is the op)
-    todo = sorted({s for s in shapes if s[2] > 1 or onednn})
-
-    def judge(shape, times):
-        return _judge(times, onednn, native=native_kxk or shape[2] == 1)
-
-    def lookup():
-        cached = _machine_entry(read_cache(path), key).get("conv_impl", {})
-        found = {s: judge(s, cached[_conv_key(isa, batch, s)].get("ms"))
-                 for s in todo if isinstance(cached.get(_conv_key(isa, batch, s)), dict)}
-        return {s: c for s, c in found.items() if c in CONV_IMPLS}
-
-    choices = lookup()
-    if len(choices) == len(todo):
-        return ConvImplPolicy(choices, default), "cached"
-    with _locked(path):
-        choices = lookup()
-        missing = [s for s in todo if s not in choices]
-        if not missing:
-            return ConvImplPolicy(choices, default), "cached"
-        start = time.perf_counter()
-        probe_shapes = [(probe_batch(batch, *s, machine["cores"]),) + s for s in missing]
-        times = (measure or (lambda p, i: measure_convs(p, budget_s, i)))(probe_shapes, impls)
-        new = {}
-        for shape, probe_shape, probed in zip(missing, probe_shapes, times):
-            choice = judge(shape, probed)
-            if choice:
-                new[_conv_key(isa, batch, shape)] = {
-                    "choice": choice, "probe_batch": probe_shape[0],
-                    "ms": [round(float(t), 3) if _ms(t) else None for t in probed]}
-                choices[shape] = choice
-        if new:
-            _update_cache(path, key, "conv_impl", new)
-    reason = f"probed {len(new)} shape(s) in {time.perf_counter() - start:.1f} s"
-    if len(new) < len(missing):
-        reason += f", {len(missing) - len(new)} not reached ({default} now, probed next run)"
-    return ConvImplPolicy(choices, default), reason

@@ -9,25 +9,22 @@
 * ``max_pool(x)``: 2x2 max-pool with stride 2 whose backward recomputes each window's first
   maximum from x and the output, instead of MindSpore's ``MaxPoolWithArgmax`` and its gradient.
 
-``fused_layers.cc`` has the formulas. ``ConvBNLeaky`` and ``layers.MaxPool2d`` with
-``layer_impl='fused'`` use them in training mode only: evaluation and export run the native
-layers on the same parameters. Built once per machine like the other kernels
-(``src.models.custom_ops``); ``layer_impl: auto`` falls back to native where they cannot be
-built. Importing this module costs nothing.
+``csrc/fused_layers.cc`` has the formulas. ``ConvBNLeaky`` and ``layers.MaxPool2d`` with the
+``fused`` kernel use them in training mode only: evaluation and export run the native layers on
+the same parameters. Built once per machine like the other kernels (``src.kernels.build``);
+``src.kernels.plan`` measures them against the native layers (``layer_impl: auto``).
 """
 import os
 
-from src.models.custom_ops import AotLibrary, fused_kernel_policy
+from src.kernels.build import CSRC, AotLibrary
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fused_layers.cc")
+SOURCE = os.path.join(CSRC, "fused_layers.cc")
 THREAD_POOL = os.path.join(os.path.dirname(SOURCE), "thread_pool.h")
 # no -ffast-math: a NaN must reach the loss (a diverging run has to show it)
 CXX_FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-shared", "-fPIC", "-std=c++14",
              "-pthread")
 LIBRARY = AotLibrary(SOURCE, CXX_FLAGS, headers=(THREAD_POOL,))
 
-LAYER_IMPLS = ("native", "fused")  # what a layer computes with
-LAYER_SETTINGS = ("auto",) + LAYER_IMPLS  # what the config may say
 
 
 def availability():
@@ -57,14 +54,6 @@ def _make_op():
 def bn_leaky_op():
     """The fused forward op (a ``Custom`` primitive with its bprop); one per process."""
     return LIBRARY.cached_op("forward", _make_op)
-
-
-def layer_impl_policy(setting, device_target, log=print):
-    """``'native'`` or ``'fused'`` BatchNorm + leaky ReLU and max-pools for a training network
-    (``ZOO_LAYER_IMPL`` overrides ``setting``; see ``custom_ops.fused_kernel_policy``)."""
-    return fused_kernel_policy(setting, device_target, key="layer_impl", env="ZOO_LAYER_IMPL",
-                               settings=LAYER_SETTINGS, availability=availability,
-                               what="training BatchNorm + leaky ReLU and max-pools", log=log)
 
 
 def _make_pool():

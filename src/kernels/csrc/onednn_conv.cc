@@ -45,6 +45,12 @@ typedef struct dnnl_memory *dnnl_memory_t;
 typedef const struct dnnl_primitive_attr *const_dnnl_primitive_attr_t;
 typedef int64_t dnnl_dims_t[12];
 typedef int dnnl_status_t;  // enums are int-sized in the C ABI
+struct dnnl_version_t {
+  int major, minor, patch;
+  const char *hash;
+  unsigned cpu_runtime, gpu_runtime;
+};
+const dnnl_version_t *dnnl_version(void);
 struct dnnl_exec_arg_t {
   int arg;
   dnnl_memory_t memory;
@@ -497,4 +503,16 @@ int WeightsPrepareGrad(int nparam, void **params, int *ndims, int64_t **shapes,
                        const char **dtypes, void *, void *) {
   return run_prepare(kPrepareGrad, nparam, params, ndims, shapes, dtypes);
 }
+}
+
+// The oneDNN major version the declarations above were written for, and the loaded library's
+// version: src/kernels/onednn_conv.py compares them when it loads this library (another major
+// version: the layers stay native).
+extern "C" int ZooOnednnApiMajor() { return 3; }
+extern "C" int ZooOnednnVersion(int *major, int *minor, int *patch) {
+  const dnnl_version_t *v = dnnl_version();
+  *major = v->major;
+  *minor = v->minor;
+  *patch = v->patch;
+  return 0;
 }

@@ -11,26 +11,27 @@ the bias and takes its input in parts (concatenated along the channels, as a Con
 convolution over ``concat([x, h])``): no Concat, BiasAdd or their gradient kernels around it.
 
 Scope: float32, stride 1, odd square kernels with "same" zero padding (``k // 2``), no dilation,
-one group. ``src.models.layers.Conv2d(impl="onednn")``
-uses it; which layers do is measured per machine by ``src.model_utils.cpu_tuning``. Exported
+one group. ``src.kernels.layers.Conv2d(impl="onednn")``
+uses it; which layers do is measured per machine by ``src.kernels.tuning``. Exported
 graphs never contain it (export builds native convolutions).
 
-The library is compiled on first use (``src.models.custom_ops``) and linked against MindSpore's
-own ``libdnnl.so.3``. ``ZOO_ONEDNN_THREADS`` sets its thread count (default: the usable cores).
+The library is compiled on first use (``src.kernels.build``) and linked against MindSpore's
+own ``libdnnl.so.3``; its build is keyed by that library's version, and when it loads it checks
+that the oneDNN loaded has the major version its declarations were written for. ``ZOO_ONEDNN_THREADS`` sets its thread count (default: the usable cores).
 
-Importing this module costs nothing: MindSpore is imported on first use.
 """
+import ctypes
 import os
 
-from src.models.custom_ops import AotLibrary
+from src.kernels.build import CSRC, AotLibrary
+from src.kernels.tuning import onednn_library, onednn_version
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onednn_conv.cc")
+SOURCE = os.path.join(CSRC, "onednn_conv.cc")
 THREAD_POOL = os.path.join(os.path.dirname(SOURCE), "thread_pool.h")
 CXX_FLAGS = ("-O2", "-shared", "-fPIC", "-std=c++14", "-pthread")
 
 
 def _link_args():
-    from src.model_utils.cpu_tuning import onednn_library
     lib = onednn_library()
     if lib is None:
         return None, "MindSpore's bundled libdnnl.so.3 was not found"
@@ -38,7 +39,29 @@ def _link_args():
     return ("-L" + folder, "-l:" + os.path.basename(lib), "-Wl,-rpath," + folder), None
 
 
-LIBRARY = AotLibrary(SOURCE, CXX_FLAGS, link_args=_link_args, headers=(THREAD_POOL,))
+def _onednn_key():
+    lib = onednn_library()
+    return f"oneDNN {onednn_version(lib) if lib else 'none'}"
+
+
+def _check_version(path):
+    """None when the oneDNN loaded here has the major version ``onednn_conv.cc`` declares its C
+    API for, else the reason (the layers then stay native; one log line per run)."""
+    try:
+        lib = ctypes.CDLL(path)
+        major, minor, patch = ctypes.c_int(), ctypes.c_int(), ctypes.c_int()
+        lib.ZooOnednnVersion(ctypes.byref(major), ctypes.byref(minor), ctypes.byref(patch))
+        expected = lib.ZooOnednnApiMajor()
+    except (OSError, AttributeError) as err:
+        return f"cannot load {os.path.basename(path)}: {err}"
+    if major.value != expected:
+        return (f"oneDNN {major.value}.{minor.value}.{patch.value} is loaded but onednn_conv.cc "
+                f"declares the C API of oneDNN {expected}.x")
+    return None
+
+
+LIBRARY = AotLibrary(SOURCE, CXX_FLAGS, link_args=_link_args, headers=(THREAD_POOL,),
+                     key_extra=_onednn_key, check=_check_version)
 
 
 def availability():

@@ -1,72 +1,69 @@
-"""Layers shared by the networks: fast-on-CPU drop-ins for ``nn.Conv2d``, ``nn.LeakyReLU`` and
-``nn.MaxPool2d`` (same parameters, values and gradients; checkpoints are interchangeable).
+"""Layers shared by the networks, with the kernel choices of this package as a switch.
 
-``Conv2d`` can compute k x k convolutions as im2col (``ops.unfold``) + GEMM. Which way is faster
-depends on the CPU's oneDNN kernels. Measured with ``benchmarks/benchmark.py`` on a 2-core AMD
-EPYC (Zen 2, AVX2/FMA), MindSpore 2.10: oneDNN runs ``nn.Conv2d`` as its jit im2col + sgemm
-kernel (``x64:gemm:jit``), and the native op is the faster one for every map larger than 4x4
-(ConvLSTM 5x5 128->512 layer, forward + backward: 157 GFLOP/s native, 90 with the im2col +
-batched ``ops.matmul`` this layer used to have, 79 with the im2col path now); im2col + one GEMM
-over the whole batch wins on tiny maps (2x2, batch 32: 48 vs 25-32 GFLOP/s), where oneDNN's
-per-image GEMMs are too small. ``use_unfold='small'`` takes exactly those wins (native except on
-maps of <= ``TINY_MAP_POSITIONS`` positions); ``use_unfold=True`` is im2col everywhere, for CPUs
-whose oneDNN falls back to a reference convolution. See ``benchmarks/README.md``. ``impl='native'
-| 'unfold'`` fixes one layer's implementation: the networks take a per-layer choice, measured on
-the machine at hand by ``src.model_utils.cpu_tuning.conv_impl_policy``. ``impl='onednn'`` runs the
-layer through oneDNN's direct kernels on blocked layouts (``src.models.onednn_conv``), the fastest
-path on the AVX-512 CPUs measured (benchmarks/README.md).
+Same parameters, values and gradients as ``nn.Conv2d``, ``nn.LeakyReLU`` and ``nn.MaxPool2d``
+(checkpoints are interchangeable). A network builds them with plain sizes; which kernel a layer
+runs is set afterwards by :mod:`src.kernels.plan` through :meth:`KernelSite.set_kernel` (one
+decision per layer and run, see the package docstring). Every layer starts native.
 
-``LeakyReLU``: MindSpore builds leaky ReLU as ``maximum(alpha * x, x)``, whose gradient costs three
-``Select`` plus comparisons (15% of a Tiny-DarkNet training step on CPU);
-``(1 - alpha) * relu(x) + alpha * x`` has the same values and a single ``ReluGrad``.
+* ``Conv2d``: ``native`` (MindSpore's op), ``unfold`` (im2col + GEMM: faster than oneDNN's
+  per-image GEMMs on tiny maps of some CPUs) or ``onednn`` (oneDNN's direct convolution on
+  blocked layouts as a custom op, :mod:`src.kernels.onednn_conv`).
+* ``MaxPool2d``: ``native`` (``MaxPoolWithArgmax`` in training: MindSpore's ``MaxPoolGrad``
+  re-runs the forward in a slow generic kernel) or ``fused`` (2x2 / stride 2 in C++,
+  :mod:`src.kernels.fused_layers`).
+* ``LeakyReLU``: ``(1 - alpha) * relu(x) + alpha * x``: one ``ReluGrad`` instead of
+  ``Maximum``'s select-based gradient (15 % of a Tiny-DarkNet step on CPU).
 
-``MaxPool2d``: MindSpore's CPU ``MaxPoolGrad`` re-runs the pooling forward in a slow generic kernel;
-in training mode this layer pools with ``MaxPoolWithArgmax`` (same values and gradients, faster).
+Exported graphs never hold a custom op: export builds the network and sets no kernel.
 """
 import mindspore.nn as nn
 import mindspore.ops as ops
 
-# output positions per image at or below which the im2col path uses one 2-D GEMM over the whole
-# batch, (O, C*k*k) @ (C*k*k, N*L), instead of N per-image GEMMs (O, C*k*k) @ (C*k*k, L): the
-# transposes cost less than the small GEMMs lose there (measured: 2x2 and 4x4 maps, batch 32)
-SMALL_MAP_POSITIONS = 16
-# use_unfold='small': output positions at or below which that batched im2col GEMM replaces the
-# native op (measured, batch 32: faster on 2x2 maps, slower than oneDNN from 4x4 up)
-TINY_MAP_POSITIONS = 4
-# Conv2d(impl=...): one layer's implementation (onednn: src.models.onednn_conv, CPU only)
-CONV_IMPLS = ("native", "unfold", "onednn")
+from src.kernels import fused_layers, onednn_conv
+from src.kernels.tuning import CONV_IMPLS, SMALL_MAP_POSITIONS
 
 
-class Conv2d(nn.Conv2d):
-    """``nn.Conv2d`` with ``pad_mode='pad'`` and an optional im2col + GEMM path.
+class KernelSite:
+    """A layer whose kernel is chosen per run (mixed into an ``nn.Cell``).
+
+    ``kernel_kind``: what the choice is about (``conv``, ``bn_leaky``, ``max_pool``,
+    ``lstm_gates``; :data:`src.kernels.plan.KINDS` lists the implementations of each).
+    ``shape_trace``: None, or while :func:`src.kernels.plan.trace_sites` walks the network in
+    PyNative mode, a callable ``(cell, key)`` the layer reports its shape key to.
+    """
+
+    kernel_kind = None
+    kernel_impl = "native"
+    shape_trace = None
+
+    def set_kernel(self, impl):
+        raise NotImplementedError
+
+
+class Conv2d(KernelSite, nn.Conv2d):
+    """``nn.Conv2d`` with ``pad_mode='pad'``; its kernel is ``native``, ``unfold`` or ``onednn``.
 
     Args:
         in_channels, out_channels, kernel_size, stride, padding, has_bias: as ``nn.Conv2d``
             (padding defaults to ``kernel_size // 2``: "same" output size at stride 1).
-        use_unfold (bool or 'small'): True: compute every k x k convolution as ``ops.unfold``
-            + GEMM; ``'small'``: only those whose output map has at most ``TINY_MAP_POSITIONS``
-            positions, the native op elsewhere (the fastest mix where oneDNN's jit convolution
-            is available); False: the native op. Ignored for 1x1 kernels (a 1x1 convolution
-            already is a GEMM in oneDNN). Same parameters, same results (to float rounding) and
-            the same gradients as the native op in every mode.
-        impl (str or None): ``'native'``, ``'unfold'`` (im2col + GEMM; 1x1 kernels stay
-            native) or ``'onednn'`` (oneDNN's direct convolution on blocked layouts,
-            ``src.models.onednn_conv``: CPU, float32, stride 1, "same" padding, odd kernels) for
-            this layer; when given it replaces ``use_unfold``.
         weight_init, bias_init: as ``nn.Conv2d``.
         input_parts (int): in how many parts :meth:`concat_construct` gets the input (only the
-            ``'onednn'`` op uses it: it reads the parts without a Concat kernel).
+            ``onednn`` op uses it: it reads the parts without a Concat kernel).
+
+    Shape key: ``(in_channels, out_channels, kernel, h, w)`` of the input map.
 
     The im2col path: ``cols = unfold(x)`` is (N, C*k*k, L) with L = out_h * out_w; the weight
     reshaped to (O, C*k*k) multiplies it. For maps with more than ``SMALL_MAP_POSITIONS`` output
     positions that is one GEMM per image, ``W @ cols_n`` -> (N, O, L), already NCHW (no
     transpose), executed as a 1x1 convolution over the columns; for tiny maps the batch is folded
     into the GEMM: one (O, CKK) @ (CKK, N*L) ``ops.matmul`` after a (cheap, small) transpose.
+    1x1 kernels have no im2col (``unfold`` runs them native).
     """
 
+    kernel_kind = "conv"
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=None,
-                 has_bias=False, use_unfold=False, weight_init="he_uniform", bias_init="zeros",
-                 impl=None, input_parts=1):
+                 has_bias=False, weight_init="he_uniform", bias_init="zeros", input_parts=1):
         if padding is None:
             padding = kernel_size // 2
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, pad_mode="pad",
@@ -75,41 +72,39 @@ class Conv2d(nn.Conv2d):
         self.k = kernel_size
         self.conv_stride = stride
         self.conv_padding = padding
-        self.onednn_op = None
-        self.onednn_concat_op = None
-        self.prepare_op = self.prepared_op = self.prepared_concat_op = None  # see prepare()
         self.input_parts = int(input_parts)
-        if impl is not None:
-            if impl not in CONV_IMPLS:
-                raise ValueError(f"impl must be one of {', '.join(CONV_IMPLS)}, got {impl!r}")
-            use_unfold = impl == "unfold"
-            if impl == "onednn":
-                from src.models import onednn_conv
-                if not onednn_conv.supports(kernel_size, stride, padding):
-                    raise ValueError("impl 'onednn' needs stride 1, an odd kernel and padding "
-                                     f"kernel_size // 2, got kernel {kernel_size}, stride "
-                                     f"{stride}, padding {padding}")
-                self.onednn_op = onednn_conv.conv2d_op(bias=has_bias)
-                if 1 < input_parts <= onednn_conv.MAX_PARTS:  # more: one Concat, then the op
-                    self.onednn_concat_op = onednn_conv.conv2d_op(input_parts, has_bias)
-                if has_bias:
-                    self.prepare_op, self.prepared_op = onednn_conv.prepared_ops(1)
-                    if self.onednn_concat_op is not None:
-                        self.prepared_concat_op = onednn_conv.prepared_ops(input_parts)[1]
-        if isinstance(use_unfold, str):
-            if use_unfold != "small":
-                raise ValueError(f"use_unfold must be True, False or 'small', got {use_unfold!r}")
-            everywhere, small_maps = False, True
-        else:
-            everywhere = small_maps = bool(use_unfold)
-        self.use_unfold = everywhere and kernel_size > 1  # im2col on every map
-        self.unfold_small_maps = small_maps and kernel_size > 1  # im2col on tiny maps
+        self.use_unfold = False
+        self.onednn_op = self.onednn_concat_op = None
+        self.prepare_op = self.prepared_op = self.prepared_concat_op = None  # see prepare()
+
+    def set_kernel(self, impl):
+        """Run this layer with ``impl`` (one of ``CONV_IMPLS``) from now on."""
+        if impl not in CONV_IMPLS:
+            raise ValueError(f"impl must be one of {', '.join(CONV_IMPLS)}, got {impl!r}")
+        self.kernel_impl = impl
+        self.use_unfold = impl == "unfold" and self.k > 1
+        self.onednn_op = self.onednn_concat_op = None
+        self.prepare_op = self.prepared_op = self.prepared_concat_op = None
+        if impl != "onednn":
+            return
+        if not onednn_conv.supports(self.k, self.conv_stride, self.conv_padding):
+            raise ValueError("impl 'onednn' needs stride 1, an odd kernel and padding "
+                             f"kernel_size // 2, got kernel {self.k}, stride "
+                             f"{self.conv_stride}, padding {self.conv_padding}")
+        parts, bias = self.input_parts, self.has_bias
+        self.onednn_op = onednn_conv.conv2d_op(bias=bias)
+        if 1 < parts <= onednn_conv.MAX_PARTS:  # more: one Concat, then the op
+            self.onednn_concat_op = onednn_conv.conv2d_op(parts, bias)
+        if bias:
+            self.prepare_op, self.prepared_op = onednn_conv.prepared_ops(1)
+            if self.onednn_concat_op is not None:
+                self.prepared_concat_op = onednn_conv.prepared_ops(parts)[1]
 
     def prepare(self, x_like):
         """The weights of this layer prepared for many calls in one step, or None.
 
         With ``impl='onednn'`` and a bias: the weights reordered once into oneDNN's layout
-        (``src.models.onednn_conv.prepared_ops``; ``x_like``: any (N, *, H, W) tensor of the
+        (``src.kernels.onednn_conv.prepared_ops``; ``x_like``: any (N, *, H, W) tensor of the
         input's batch and map size); pass them to every call of the step (``construct(x,
         prepared)``) and the per-call weight reorders, forward and in the weight gradient, go
         away. Otherwise None, which the calls accept as well.
@@ -144,11 +139,17 @@ class Conv2d(nn.Conv2d):
     def _convolve(self, x, weight, prepared=None):
         """This layer's convolution of ``x`` with ``weight`` (``self.weight`` or its first input
         channels) and the bias; ``prepared``: the weights from :meth:`prepare`."""
+        if self.shape_trace is not None:  # the shape walk: the output's shape, nothing computed
+            self.shape_trace(self, (self.in_channels, self.out_channels, self.k) + tuple(x.shape[2:]))
+            n, _, h, w = x.shape
+            p, k, st = self.conv_padding, self.k, self.conv_stride
+            return ops.zeros((n, self.out_channels, (h + 2 * p - k) // st + 1,
+                              (w + 2 * p - k) // st + 1), x.dtype)
         if self.onednn_op is not None:  # the bias is added inside the op
             if prepared is not None:
                 return self.prepared_op(x, prepared, self.bias)
             return self.onednn_op(x, weight, self.bias) if self.has_bias else self.onednn_op(x, weight)
-        if not self.unfold_small_maps:
+        if not self.use_unfold:
             out = self.conv2d(x, weight)
             return self.bias_add(out, self.bias) if self.has_bias else out
         n, _, h, w = x.shape
@@ -156,9 +157,6 @@ class Conv2d(nn.Conv2d):
         out_h = (h + 2 * p - k) // s + 1
         out_w = (w + 2 * p - k) // s + 1
         positions = out_h * out_w
-        if positions > TINY_MAP_POSITIONS and not self.use_unfold:
-            out = self.conv2d(x, weight)
-            return self.bias_add(out, self.bias) if self.has_bias else out
         cols = ops.unfold(x, kernel_size=k, dilation=1, padding=p, stride=s)  # (N, C*k*k, L)
         if positions > SMALL_MAP_POSITIONS:
             # the GEMM W (O, CKK) x cols_n (CKK, L) for every image, run as a 1x1 convolution of
@@ -199,6 +197,20 @@ class LeakyReLU(nn.LeakyReLU):
         return self.relu_scale * ops.relu(x) + self.slope * x
 
 
+def reference_lstm_gates(z, c, w_ci, w_cf, w_co):
+    """``(h', c')`` of a ConvLSTM step from the gate convolution's output ``z`` (N, 4*Ch, H, W;
+    gates i, f, c~, o) and the state ``c`` as MindSpore ops: the ``native`` kernel of
+    ``ConvLSTMCell`` and what :mod:`src.kernels.lstm_gates` computes fused. The peepholes
+    broadcast against ``c``."""
+    zi, zf, zg, zo = ops.split(z, c.shape[1], axis=1)
+    i = ops.sigmoid(zi + w_ci * c)
+    f = ops.sigmoid(zf + w_cf * c)
+    c_new = f * c + i * ops.tanh(zg)
+    o = ops.sigmoid(zo + w_co * c_new)
+    h_new = o * ops.tanh(c_new)
+    return h_new, c_new
+
+
 def _argmax_pool(kernel_size, stride):
     """``ops.MaxPoolWithArgmax``, without MindSpore's deprecation warning.
 
@@ -215,7 +227,7 @@ def _argmax_pool(kernel_size, stride):
     return ops.MaxPoolWithArgmax(kernel_size=kernel_size, strides=stride, pad_mode="valid")
 
 
-class MaxPool2d(nn.MaxPool2d):
+class MaxPool2d(KernelSite, nn.MaxPool2d):
     """``nn.MaxPool2d`` (``pad_mode='valid'``) whose training-mode backward is ~1.8x faster on CPU.
 
     MindSpore's ``MaxPoolGrad`` on CPU re-runs the pooling forward inside oneDNN with its generic
@@ -226,26 +238,31 @@ class MaxPool2d(nn.MaxPool2d):
     inference mode (``set_train(False)``: evaluation, export to MindIR / ONNX) it is the plain
     ``MaxPool`` op.
 
-    ``impl='fused'`` (2x2 windows with stride 2 only; CPU): training pools with the C++ kernel of
-    ``src.models.fused_layers`` instead (same values and gradients, ~2x faster forward +
-    backward on Tiny-DarkNet's maps).
+    Kernel ``fused`` (2x2 windows with stride 2 only; CPU): training pools with the C++ kernel of
+    :mod:`src.kernels.fused_layers` instead (same values and gradients, ~2x faster forward +
+    backward on Tiny-DarkNet's maps). Shape key: ``(channels, h, w)`` of the input.
     """
 
-    def __init__(self, kernel_size=1, stride=1, impl="native"):
+    kernel_kind = "max_pool"
+
+    def __init__(self, kernel_size=1, stride=1):
         super().__init__(kernel_size=kernel_size, stride=stride, pad_mode="valid")
-        if impl not in ("native", "fused"):
-            raise ValueError(f"MaxPool2d: impl must be native or fused, got {impl!r}")
         self.argmax_pool = _argmax_pool(kernel_size, stride)
         self.fused_pool = None
-        if impl == "fused":
-            pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
-            if pair(kernel_size) != (2, 2) or pair(stride) != (2, 2):
-                raise ValueError("MaxPool2d: impl 'fused' pools 2x2 windows with stride 2, got "
-                                 f"kernel_size {kernel_size}, stride {stride}")
-            from src.models.fused_layers import max_pool_op
-            self.fused_pool = max_pool_op()
+        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+        self.fusable = pair(kernel_size) == (2, 2) and pair(stride) == (2, 2)
+
+    def set_kernel(self, impl):
+        if impl not in ("native", "fused"):
+            raise ValueError(f"MaxPool2d: impl must be native or fused, got {impl!r}")
+        if impl == "fused" and not self.fusable:
+            raise ValueError("MaxPool2d: impl 'fused' pools 2x2 windows with stride 2")
+        self.kernel_impl = impl
+        self.fused_pool = fused_layers.max_pool_op() if impl == "fused" else None
 
     def construct(self, x):
+        if self.shape_trace is not None:
+            self.shape_trace(self, tuple(x.shape[1:]))
         if self.training:
             if self.fused_pool is not None:
                 return self.fused_pool(x)

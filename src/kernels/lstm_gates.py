@@ -7,18 +7,19 @@ kernels, each a pass over memory and a dispatch to the thread pool. The peephole
 (C,) parameters themselves: their gradients come back summed over the batch and the map.
 
 The library is compiled once per machine with the C++ compiler on PATH (``$CXX`` or ``g++``)
-into the cache folder of ``src.model_utils.cpu_tuning`` (the file name hashes the source, the
+into the cache folder of ``src.kernels.tuning`` (the file name hashes the source, the
 flags and the CPU's ISA flags). Without a compiler, :func:`availability` says why and
-``gate_impl: fused`` is refused with that reason. Exported graphs never contain the custom op (export
+the cells stay native. Exported graphs never contain the custom op (export
 builds the network with ``gate_impl: native``), so MindIR / ONNX run anywhere.
 
-Importing this module costs nothing: MindSpore is imported on first use.
+The gate math is measured against ``src.kernels.layers.reference_lstm_gates`` (the native kernel) on the
+machine at hand by ``src.kernels.plan``.
 """
 import os
 
-from src.models.custom_ops import AotLibrary, fused_kernel_policy
+from src.kernels.build import CSRC, AotLibrary
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lstm_gates.cc")
+SOURCE = os.path.join(CSRC, "lstm_gates.cc")
 # no -ffast-math: inf / NaN must survive (a diverging run has to show a non-finite loss); the
 # kernels' own exp vectorises without it
 CXX_FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-shared", "-fPIC", "-std=c++14",
@@ -55,20 +56,3 @@ def _make_op():
 def lstm_gates_op():
     """The fused forward op (a ``Custom`` primitive with its bprop); one per process."""
     return LIBRARY.cached_op("forward", _make_op)
-
-
-GATE_IMPLS = ("native", "fused")  # what a cell computes with
-GATE_SETTINGS = ("auto",) + GATE_IMPLS  # what the config may say
-
-
-def gate_impl_policy(setting, device_target, log=print):
-    """``'native'`` or ``'fused'`` for a training / evaluation network (export always builds
-    native). ``ZOO_GATE_IMPL`` overrides ``setting`` (``custom_ops.fused_kernel_policy``).
-
-    Measured (2-core Zen 4, AVX-512, training steps alternated in one process): with the gate
-    convolutions in oneDNN's direct kernel (``conv_impl: auto`` there) the CPU config's step is
-    13-14 % faster fused (145 against 166 ms median); with the native convolutions it was ~4 %
-    (benchmarks/README.md)."""
-    return fused_kernel_policy(setting, device_target, key="gate_impl", env="ZOO_GATE_IMPL",
-                               settings=GATE_SETTINGS, availability=availability,
-                               what="LSTM gate math", log=log)
