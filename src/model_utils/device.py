@@ -1,5 +1,6 @@
 """Device, execution mode and data-parallel set-up (MindSpore 2.10 APIs)."""
 import os
+import re
 
 import mindspore as ms
 from mindspore.communication import get_group_size, get_rank, init
@@ -36,7 +37,10 @@ def setup_device(device_target, device_id=0, mode="GRAPH", distribute=False):
         return 0, 1
     try:
         init()
-    except RuntimeError as exc:  # not started by a launcher: MindSpore finds no cluster to join
+    except RuntimeError as exc:
+        if os.environ.get("MS_ROLE"):  # started by a launcher: the cluster itself failed
+            raise UserError(cluster_failure(exc)) from None
+        # not started by a launcher: MindSpore finds no cluster to join
         raise UserError(f"run_distribute needs a launcher: start train.py with "
                         "scripts/run_distribute_train_msrun.sh (or msrun, mpirun, an Ascend rank "
                         f"table), or pass --run_distribute false ({str(exc).splitlines()[0][:120]})") from None
@@ -45,3 +49,17 @@ def setup_device(device_target, device_id=0, mode="GRAPH", distribute=False):
     ms.set_auto_parallel_context(parallel_mode=ParallelMode.DATA_PARALLEL, gradients_mean=True,
                                  device_num=group_size)
     return rank, group_size
+
+
+def cluster_failure(exc):
+    """One line for MindSpore's cluster giving up inside ``init()`` (on the scheduler, ``init()``
+    lasts the whole job): the ranks it declared lost (node ids are global ranks under this repo's
+    launchers), or its own first line."""
+    text = str(exc)
+    lost = re.search(r"Timed out node list is: \[const vector\]\{([0-9, ]+)\}", text)
+    if lost:
+        ranks = ", ".join(n for n in lost.group(1).replace(" ", "").split(",") if n)
+        return (f"the cluster lost rank {ranks} (no heartbeat within MS_NODE_TIMEOUT: its process or "
+                "host stopped); restart every host with --resume <newest checkpoint>")
+    first = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
+    return f"the distributed job failed in MindSpore's cluster layer: {first}"
