@@ -105,9 +105,8 @@ def _direct_conv_gflops():
     """GFLOP/s of oneDNN's direct (blocked-layout) convolution on this machine: the ISA probe's
     3x3 convolution (``kernel_probe.ISA_SHAPE``), timed on one thread in a child process, the
     faster of uncapped and capped at AVX2, times the usable cores; None where the probe cannot
-    run. On AVX-512 CPUs it is far above the matmul (2-core Zen 5: ~550 against ~265 GFLOP/s; a
-    5x5 convolution in a GRAPH-mode cell measured the same 550), and the ConvLSTM rows, ~95 % of
-    whose step are such convolutions, would otherwise show an MFU above 100 %."""
+    run. On AVX-512 CPUs it is about twice the matmul (benchmarks/README.md), and the ConvLSTM
+    rows, ~95 % of whose step are such convolutions, would otherwise show an MFU above 100 %."""
     from src.kernels.probe import ISA_SHAPE
     times = [r.get("direct_ms") for r in map(_isa_probe, ("default", "AVX2")) if r]
     times = [t for t in times if t]

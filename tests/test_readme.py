@@ -56,20 +56,31 @@ def test_named_files_exist(readme):
 
 
 def argparse_flags(path):
-    """The ``--flags`` a script declares with ``add_argument("--flag", ...)``."""
+    """The ``--flags`` a script declares with ``add_argument("--flag", "--alias", ...)``."""
     with open(path, encoding="utf-8") as f:
-        return set(re.findall(r'add_argument\(\s*"--([a-z][a-z0-9_]*)"', f.read()))
+        calls = re.findall(r'add_argument\(\s*((?:"--?[\w-]+",\s*)+)', f.read())
+    return {flag for call in calls for flag in re.findall(r'"--([a-z][a-z0-9_]*)"', call)}
+
+
+def tool_files(content):
+    """The source files of the ``python -m src.…`` tools and ``python benchmarks/*.py`` scripts a
+    README names."""
+    files = set()
+    for module in set(re.findall(r"python -m (src(?:\.\w+)+)", content)):
+        base = os.path.join(ROOT, *module.split("."))
+        files.add(base + ".py" if os.path.isfile(base + ".py") else os.path.join(base, "__main__.py"))
+    files |= {os.path.join(ROOT, p) for p in re.findall(r"python (benchmarks/\w+\.py)", content)}
+    return files
 
 
 @pytest.mark.parametrize("readme", READMES)
 def test_every_flag_is_accepted(readme):
     known = all_config_keys() | {"config_path", "help"}
     known |= script_keys("preprocess") | script_keys("postprocess")
-    known |= {"mindir_path", "model_path", "backend", "input0_path", "output_path", "time_path",
-              "warmup",  # src.infer
-              "out_dir", "test_sequences", "seed",  # src.data.demo_data
-              "raw"}  # src.darknet_weights (its other flags are config keys)
-    known |= argparse_flags(os.path.join(ROOT, "benchmarks", "benchmark.py"))
+    tools = tool_files(text(readme))
+    assert len(tools) >= 6 and all(os.path.isfile(f) for f in tools), sorted(tools)
+    for tool in tools:  # python -m src.infer, src.kernels, ..., benchmarks/benchmark.py
+        known |= argparse_flags(tool)
     flags = set(re.findall(r"(?<![\w-])--([a-z][a-z0-9_]*)", text(readme)))
     flags -= {"key", "bogus"}  # the README's syntax example (--key value) and its error example
     assert len(flags) > 10

@@ -215,9 +215,9 @@ def _argmax_pool(kernel_size, stride):
     """``ops.MaxPoolWithArgmax``, without MindSpore's deprecation warning.
 
     The op is deprecated since MindSpore 2.0 in favour of ``MaxPoolWithArgmaxV2``, whose CPU
-    backward is ~20x slower (batch 32, 64 channels, 32x32, forward + backward: 21.6 ms vs 436 ms
-    on a 2-core AMD EPYC Zen 4, identical gradients). The one-time warning would otherwise be the
-    first line of every training run's stderr, ahead of e.g. a one-line user error.
+    backward is about 20x slower for the same gradients (forward + backward of a 32x32 map of 64
+    channels at batch 32; docs/history.md has the timing). The one-time warning would otherwise
+    be the first line of every training run's stderr, ahead of e.g. a one-line user error.
     """
     try:
         from mindspore.common import _decorator

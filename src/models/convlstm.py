@@ -19,15 +19,15 @@ frame: the last input frame at the first step, then its own previous prediction 
 the previous logits, in patch space; gradients flow through it), as autoregressive models such as
 OpenSTL's ConvLSTM do. The forecaster then moves a frame it can see instead of redrawing the digits
 from its state; with scheduled sampling it gave a lower MSE and a higher SSIM per CPU-minute than
-the paper's forecaster (measured in the README; still blobs after 2-3 frames at 5 minutes). It
+the paper's forecaster (the comparisons are in docs/history.md). It
 adds ``4*P*Ch*Kx^2`` weights to that layer.
 With ``structure='stack'`` (not in the paper; OpenSTL's ConvLSTM) there is ONE stack of layers,
 no encoder/forecaster split: at every step it reads a frame (the true input frames, then its own
 previous prediction) and the head predicts the next frame. Trained on every next frame of the
 sequence (frames 2..T_in+T_out, the first T_in-1 of them from true inputs), it gets 19 supervised
 predictions per sequence of 10+10 instead of 10, half the weights, and learns the motion from
-the easy one-step predictions of the input phase (measured in the README: lower MSE and higher
-SSIM per CPU-minute than the encoding-forecasting network). It needs
+the easy one-step predictions of the input phase (lower MSE and higher SSIM per CPU-minute than
+the encoding-forecasting network; docs/history.md). It needs
 ``forecaster_input='prediction'`` (it always reads the previous frame).
 The network returns **logits**; ``predict`` applies the per-pixel sigmoid (the loss is per-pixel
 binary cross-entropy, computed on logits for numerical stability, e.g. ``nn.BCEWithLogitsLoss``).

@@ -23,9 +23,9 @@ namespace zoo {
 // helper has actually claimed: it never waits for a helper that is still asleep or waiting for a
 // core. (With a count of helpers to wait for, a helper kept off the CPU by MindSpore's own
 // threads, which spin for a while after each of their kernels, held every call up by a scheduler
-// time slice: the same 3x3 convolution took 0.6 ms alone and 6-8 ms between MindSpore kernels on
-// a 2-core AMD EPYC Zen 5.) While an op runs (set_active(true) .. set_active(false)) the helpers
-// spin for the next parallel_for (oneDNN issues several per primitive, plus the reorders);
+// time slice, making a convolution about 10x slower between MindSpore kernels than alone.)
+// While an op runs (set_active(true) .. set_active(false)) the helpers spin for the next
+// parallel_for (oneDNN issues several per primitive, plus the reorders);
 // between ops they sleep on a condition variable at once, so they never compete for the cores
 // with MindSpore's own kernels (spinning between ops made a Tiny-DarkNet step ~15 % slower).
 class Pool final {
