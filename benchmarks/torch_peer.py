@@ -193,10 +193,9 @@ class ConvLSTM(nn.Module):
 
 
 def create_peer(model_name, **kwargs):
-    """The PyTorch peer of ``src.models.create_model(model_name, **kwargs)``; MindSpore-only
-    arguments (convolution kernel choice, image size hint, input frame count) are ignored."""
-    for key in ("use_unfold", "conv_impl", "image_size", "input_frames"):
-        kwargs.pop(key, None)
+    """The PyTorch peer of ``src.models.create_model(model_name, **kwargs)`` (the input frame
+    count, which the peer does not need, is ignored)."""
+    kwargs.pop("input_frames", None)
     if model_name == "tinydarknet":
         return TinyDarkNet(**kwargs)
     if model_name == "convlstm":

@@ -277,3 +277,42 @@ def test_cli_prints_the_machine_and_rejects_bad_arguments(tmp_path):
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0
     assert bad.stderr.startswith("error: unrecognized arguments: --bogus")
     assert not os.path.exists(os.path.join(os.path.expanduser("~"), "never-written"))
+
+
+def test_remeasure_forgets_the_times():
+    decide(FakeMeasure())
+    assert tuning.forget_measurements(machine=MACHINE) == 5  # 3 convolutions, 2 fused kinds
+    again = FakeMeasure()
+    decide(again)
+    assert len(again.calls) == 1
+
+
+def test_a_probe_stopped_for_time_keeps_what_it_printed(monkeypatch):
+    """The plan probe prints its results as it goes: when the parent stops it, the last complete
+    line counts (a line cut off by the kill does not)."""
+    done = json.dumps({"convs": [[1.0, 2.0, None], None], "groups": {}})
+
+    def too_slow(*args, **kwargs):
+        raise subprocess.TimeoutExpired(args[0], 1, output=f'{{"convs": []}}\n{done}\n{{"convs": [[1.')
+    monkeypatch.setattr(tuning.subprocess, "run", too_slow)
+    assert tuning.measure_plan([(2, 3, 4, 3, 8, 8), (2, 3, 4, 3, 4, 4)], ("native",), {}) == \
+        json.loads(done)
+
+
+def test_entry_reads_the_record_of_the_evaluated_or_resumed_run(tmp_path, monkeypatch):
+    from src.entry import entry_config
+    monkeypatch.setenv(tuning.ONEDNN_ENV, "AVX2")  # this test process's oneDNN stays as it is
+    run = tmp_path / "run"
+    plan.write_record(str(run / plan.RECORD_NAME), {"format": 1, "sites": {}, "decided_at": 1.0,
+                                                    "isa": {"isa": "AVX2"}})
+    ckpt = run / "checkpoints" / "tinydarknet-1_2.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"")
+    base = ["--config_path", "config/cifar10_config_cpu.yaml"]
+    lines = []
+    for extra in (["--ckpt_file", str(ckpt)], ["--resume", str(ckpt.parent)]):
+        cfg = entry_config(base + extra, log=lines.append)
+        assert cfg.kernel_choices == str(run / plan.RECORD_NAME)
+    assert entry_config(base, log=None).kernel_choices == ""  # a new run decides
+    with pytest.raises(UserError, match="no such file: pass the kernel_choices.json"):
+        entry_config(base + ["--kernel_choices", str(tmp_path / "none.json")], log=None)

@@ -5,6 +5,7 @@ and where the cache is.
     python -m src.kernels --shapes        # also every measured convolution shape
     python -m src.kernels --record FILE   # a run's kernel_choices.json, per layer
     python -m src.kernels --rebuild       # forget remembered build failures (build again)
+    python -m src.kernels --remeasure     # forget the measured times (the next run measures)
 """
 import json
 import sys
@@ -70,8 +71,12 @@ def main(argv=None):
     parser.add_argument("--record", metavar="FILE", help="print a run's kernel_choices.json")
     parser.add_argument("--rebuild", action="store_true",
                         help="forget remembered build failures, then build")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="forget this machine's measured convolution / fused-layer times")
     parser.add_argument("--json", action="store_true", help="the cache entry of this machine as JSON")
     args = parser.parse_args(argv)
+    if args.remeasure:
+        print(f"forgot {tuning.forget_measurements()} measured time(s) in {tuning.cache_path()}")
     if args.rebuild:
         for name in build.forget_failures():
             print(f"forgot the failed build {name}")

@@ -11,14 +11,14 @@ the bias and takes its input in parts (concatenated along the channels, as a Con
 convolution over ``concat([x, h])``): no Concat, BiasAdd or their gradient kernels around it.
 
 Scope: float32, stride 1, odd square kernels with "same" zero padding (``k // 2``), no dilation,
-one group. ``src.kernels.layers.Conv2d(impl="onednn")``
-uses it; which layers do is measured per machine by ``src.kernels.tuning``. Exported
-graphs never contain it (export builds native convolutions).
+one group. ``src.kernels.layers.Conv2d`` with the ``onednn`` kernel uses it; which layers do
+is measured per machine by ``src.kernels.plan``. Exported graphs never contain it (export
+builds native convolutions).
 
 The library is compiled on first use (``src.kernels.build``) and linked against MindSpore's
 own ``libdnnl.so.3``; its build is keyed by that library's version, and when it loads it checks
-that the oneDNN loaded has the major version its declarations were written for. ``ZOO_ONEDNN_THREADS`` sets its thread count (default: the usable cores).
-
+that the oneDNN loaded has the major version its declarations were written for.
+``ZOO_ONEDNN_THREADS`` sets its thread count (default: the usable cores).
 """
 import ctypes
 import os

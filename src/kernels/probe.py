@@ -25,8 +25,9 @@ backward, best of a few repetitions after a warm-up, the implementations timed i
   one small graph per shape and implementation, until the budget is spent (a shape not reached
   gets ``null``).
 
-Prints one JSON line ``{"convs": [[native_ms, unfold_ms, onednn_ms] or null, ...], "groups":
-{kind: {"native": ms, "fused": ms}}}``.
+Prints ``{"convs": [[native_ms, unfold_ms, onednn_ms] or null, ...], "groups": {kind: {"native":
+ms, "fused": ms}}}`` after the groups and again after every convolution (the parent keeps the last
+complete line, also when it stops the child for taking too long).
 """
 import argparse
 import ctypes
@@ -138,7 +139,7 @@ def _alternate(steps, inputs, budget_end, reps=REPS):
     return best
 
 
-def time_conv_impls(shapes, budget_s, reps=REPS, impls=CONV_IMPLS):
+def time_conv_impls(shapes, budget_s, reps=REPS, impls=CONV_IMPLS, progress=None):
     """[[native_ms, unfold_ms, onednn_ms] or None per shape]: forward + backward (input and
     weight gradients) of the package's Conv2d with each implementation in ``impls`` (the others
     and im2col of a 1x1 kernel: None); a shape not reached within ``budget_s`` is None."""
@@ -167,6 +168,8 @@ def time_conv_impls(shapes, budget_s, reps=REPS, impls=CONV_IMPLS):
             steps.append(step)
         by_impl = dict(zip(timed, _alternate(steps, [(x,)] * len(steps), end, reps)))
         results.append([by_impl.get(i) for i in CONV_IMPLS])
+        if progress:
+            progress(results)
     return results
 
 
@@ -280,13 +283,20 @@ def plan(budget_s, request):
     ms.set_device("CPU")
     ms.set_context(mode=ms.GRAPH_MODE)
     end = time.perf_counter() + budget_s
-    groups = time_groups(request.get("groups") or {}, end)
     convs = [tuple(s) for s in request.get("convs") or []]
     order = sorted(range(len(convs)), key=lambda i: -_flops(convs[i]))
-    times = time_conv_impls([convs[i] for i in order], max(0.0, end - time.perf_counter()),
-                            impls=tuple(request.get("impls") or CONV_IMPLS))
-    by_index = dict(zip(order, times))
-    return {"convs": [by_index[i] for i in range(len(convs))], "groups": groups}
+    result = {"convs": [None] * len(convs), "groups": {}}
+
+    def report(times):  # the results so far, one JSON line (the parent keeps the last one)
+        for i, t in zip(order, times):
+            result["convs"][i] = t
+        print(json.dumps(result), flush=True)
+
+    result["groups"] = time_groups(request.get("groups") or {}, end)
+    report([])
+    time_conv_impls([convs[i] for i in order], max(0.0, end - time.perf_counter()),
+                    impls=tuple(request.get("impls") or CONV_IMPLS), progress=report)
+    return result
 
 
 def _flops(shape):
@@ -325,7 +335,7 @@ def main(argv=None):
     if args.probe == "isa":
         print(json.dumps(time_onednn_conv(args.libdnnl, args.budget_s)))
     else:
-        print(json.dumps(plan(args.budget_s, args.request)))
+        plan(args.budget_s, args.request)  # prints its results as it goes
     return 0
 
 

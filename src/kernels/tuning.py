@@ -173,6 +173,27 @@ def update_cache(path, key, section, values):
         entry[section] = {}
     entry[section].update(values)
     data["machines"][key] = entry
+    _write_cache(path, data)
+
+
+def forget_measurements(path=None, machine=None, sections=("conv_impl", "fused_layers")):
+    """Remove this machine's measured convolution and fused-layer times (the next run measures
+    them again, e.g. after the probe ran on a busy machine); returns how many were removed."""
+    path = path or cache_path()
+    key = machine_key(machine or machine_info())
+    with locked(path):
+        data = read_cache(path)
+        entry = _machine_entry(data, key)
+        removed = sum(len(entry.pop(section, None) or {}) for section in sections)
+        if entry:
+            data["machines"][key] = entry
+        else:
+            data["machines"].pop(key, None)
+        _write_cache(path, data)
+    return removed
+
+
+def _write_cache(path, data):
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -190,22 +211,25 @@ def _repo_root():
 
 
 def _run_probe(args, env_update, timeout):
-    """Run ``python -m src.kernels.probe ARGS``; its last JSON line, or None."""
+    """Run ``python -m src.kernels.probe ARGS``; its last complete JSON line, or None. A probe
+    that prints its results as it goes (``plan``) keeps what it printed when it runs out of
+    time."""
     env = {k: v for k, v in os.environ.items() if k not in (ONEDNN_ENV, "ONEDNN_VERBOSE",
                                                             "DNNL_VERBOSE", "DNNL_MAX_CPU_ISA")}
     env.update(env_update)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_repo_root(), env.get("PYTHONPATH")) if p)
     try:
-        proc = subprocess.run([sys.executable, "-m", "src.kernels.probe", *args],
-                              env=env, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return None
-    for line in reversed(proc.stdout.splitlines()):
+        stdout = subprocess.run([sys.executable, "-m", "src.kernels.probe", *args], env=env,
+                                capture_output=True, text=True, timeout=timeout, check=False).stdout
+    except subprocess.TimeoutExpired as exc:
+        stdout = exc.stdout or ""
+        stdout = stdout.decode(errors="replace") if isinstance(stdout, bytes) else stdout
+    for line in reversed(stdout.splitlines()):
         if line.startswith("{"):
             try:
                 return json.loads(line)
             except ValueError:
-                return None
+                continue  # cut off by the timeout: the line before is complete
     return None
 
 
