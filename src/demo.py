@@ -2,13 +2,15 @@
 
 ``python -m src.demo --out_dir DEMO_OUTPUT`` reads the runs' ``loss_history.jsonl``,
 ``eval/metrics.json`` and the CPU inference ``acc.log`` files, draws the loss curves and prints
-where everything is with the accuracy / MSE reached (beside the copy-last-frame baseline).
+where everything is with the accuracy / MSE reached (beside the copy-last-frame baseline), and
+puts the demo's minutes-trained ConvLSTM beside the shipped hours-trained checkpoint
+(``convlstm_pretrained/eval``) on the same held-out sequences.
 """
 import json
 import os
 
 from src.model_utils.errors import ArgumentParser, exit_on_user_error
-from src.visualize import save_loss_curve
+from src.visualize import read_loss_history, save_loss_curve
 
 RUNS = (("tinydarknet_digits", "Tiny-DarkNet on 1,000 held-out real MNIST digits (CIFAR-10 format)"),
         ("convlstm_mmnist", "ConvLSTM on held-out Moving MNIST sequences (other digits)"))
@@ -54,12 +56,57 @@ def summarize(out_dir):
     return lines
 
 
+def _training_effort(run):
+    """(steps, minutes) of a run folder, from its loss history and learning curve."""
+    steps = minutes = None
+    history = os.path.join(run, "loss_history.jsonl")
+    curve = os.path.join(run, "learning_curve.jsonl")
+    if os.path.isfile(history):
+        records = read_loss_history(history)
+        steps = records[-1]["global_step"] if records else None
+    if os.path.isfile(curve):
+        records = read_loss_history(curve)
+        minutes = records[-1]["minutes"] if records else None
+    return steps, minutes
+
+
+def compare_convlstm(out_dir):
+    """Lines of the side-by-side table: the demo's ConvLSTM (minutes of training) and the shipped
+    checkpoint (hours), each beside the baselines, on the same held-out sequences; [] when
+    either evaluation is missing."""
+    demo = os.path.join(out_dir, "convlstm_mmnist")
+    shipped = os.path.join(out_dir, "convlstm_pretrained", "eval", "metrics.json")
+    demo_metrics = os.path.join(demo, "eval", "metrics.json")
+    if not (os.path.isfile(shipped) and os.path.isfile(demo_metrics)):
+        return []
+    demo_result, shipped_result = _read_json(demo_metrics), _read_json(shipped)
+    steps, minutes = _training_effort(demo)
+    from src.pretrained import DEFAULT_PRETRAINED, read_manifest
+    training = read_manifest(DEFAULT_PRETRAINED["convlstm"])["training"]
+    blank = demo_result["blank_frames"]
+    rows = [("this demo's model", steps, minutes, demo_result["model"]),
+            ("shipped checkpoint", training["steps"], training["minutes"], shipped_result["model"]),
+            ("blank frames", None, None, blank),
+            ("copy last frame", None, None, demo_result["copy_last_frame"])]
+    lines = [f"  ConvLSTM: minutes against hours of training, {demo_result['num_samples']} held-out "
+             "sequences", f"    {'':20s}{'steps':>8s}{'minutes':>9s}{'MSE':>9s}{'x blank':>9s}"
+             f"{'SSIM':>8s}"]
+    for name, n, m, r in rows:
+        lines.append(f"    {name:20s}{'' if n is None else n:>8}{'' if m is None else f'{m:.1f}':>9s}"
+                     f"{r['mse']:9.2f}{r['mse'] / blank['mse']:9.3f}{r['ssim']:8.4f}")
+    for name, result in (("demo", demo_result), ("shipped", shipped_result)):
+        pictures = result.get("pictures", []) + [result.get("frame_metrics_plot", "")]
+        lines.append(f"    {name} strips and per-frame plot: {', '.join(p for p in pictures if p)}")
+    return lines
+
+
 @exit_on_user_error
 def main(argv=None):
     parser = ArgumentParser(description="summarise a demo run and draw its loss curves")
     parser.add_argument("--out_dir", required=True, help="the demo output folder")
     args = parser.parse_args(argv)
-    print("\n".join(summarize(os.path.abspath(args.out_dir))))
+    out_dir = os.path.abspath(args.out_dir)
+    print("\n".join(summarize(out_dir) + compare_convlstm(out_dir)))
 
 
 if __name__ == "__main__":

@@ -87,6 +87,25 @@ def test_validation_keep_best_learning_curve_and_clipping(mmnist_dir, tmp_path):
                              "--result_dir", str(tmp_path / "eval"))
     assert rc == 0, stderr[-2000:]
 
+    # the run as a shipped checkpoint (python -m src.pretrained pack): network weights only, a
+    # manifest with the run's steps and held-out figures, loaded back checksum-verified
+    from src.checkpoint import load_network
+    from src.model_utils.config import get_config
+    from src.pretrained import load_pretrained, pack
+    folder, run_config = str(tmp_path / "pretrained"), os.path.join(out, "config.yaml")
+    shipped, manifest = pack(out, "tiny", run_config, str(tmp_path / "eval"), "test blobs",
+                             folder=folder)
+    assert manifest["training"]["best_step"] == best["epoch"] * 2
+    assert manifest["training"]["steps"] == 6 and manifest["held_out"]["sequences"] == 6
+    assert len(manifest["held_out"]["copy_last_frame"]["ssim_per_frame"]) == 3
+    net, _ = load_pretrained("tiny", folder=folder)
+    trained, _ = load_network(get_config(["--config_path", run_config]), os.path.join(out, "best.ckpt"),
+                              export=True)
+    weights = trained.parameters_dict()
+    assert sorted(ms.load_checkpoint(shipped)) == sorted(list(weights) + ["model_name"])
+    for name, value in net.parameters_dict().items():
+        assert (value.asnumpy() == weights[name].asnumpy()).all(), name
+
 
 def test_time_budget_stops_validates_and_keeps_best(mmnist_dir, tmp_path):
     """A budget far below one step: training stops after the first step and validates there."""
