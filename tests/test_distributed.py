@@ -122,7 +122,8 @@ def train_both_ways(tmp, train_args, steps):
                           "--output_dir", os.path.join(tmp, "shard0")], cwd=tmp)
     assert rc == 0, single_out[-3000:]
 
-    result = {"rank_losses": [losses(t) for t in worker_logs], "single_losses": losses(single_out)}
+    result = {"rank_losses": [losses(t) for t in worker_logs], "single_losses": losses(single_out),
+              "kernel_choices": [kernel_choices(t) for t in worker_logs]}
     for name in ("dp_rank0", "dp_rank1", "shard0_rank0"):
         with np.load(os.path.join(tmp, f"{name}.npz")) as data:
             result[name] = {k: data[k] for k in data.files}
@@ -133,7 +134,17 @@ def train_both_ways(tmp, train_args, steps):
     return result
 
 
+def kernel_choices(log):
+    """The kernels a rank's log says it runs (``kernel choices (how): summary``)."""
+    lines = [l for l in log.splitlines() if l.startswith("kernel choices (")]
+    assert len(lines) == 1, log[-2000:]
+    return lines[0].split("(", 1)[1].split("): ", 1)
+
+
 def check_data_parallel(result):
+    # rank 0 decided and recorded the kernels, rank 1 read them: the same kernels on both
+    (how0, kernels0), (how1, kernels1) = result["kernel_choices"]
+    assert kernels0 == kernels1 and "recorded in" in how0 and how1.startswith("rank 0's, from")
     w0, w1, single = result["dp_rank0"], result["dp_rank1"], result["shard0_rank0"]
     assert w0 and sorted(w0) == sorted(w1) == sorted(single)
     # (a) gradients are averaged: every trainable weight is the same on both ranks
