@@ -4,6 +4,8 @@ What a checkpoint written by ``train.py`` holds: the network parameters, the opt
 (moments, ``global_step`` and so the learning-rate position), ``epoch_num`` / ``step_num`` and the
 strings of :func:`checkpoint_meta` (model name, class names, format version). Rules:
 
+* naming: every checkpoint argument takes a file or a folder (its newest ``.ckpt``, also searched
+  in its ``checkpoints/``): :func:`resolve_checkpoint`;
 * reading: :func:`read_checkpoint` (a missing or unreadable file is a one-line ``UserError``);
 * eval / export load strictly (:func:`load_network`): every parameter present with its shape;
 * transfer learning loads leniently (:func:`load_matching`, used by ``src/transfer.py``) and the
@@ -126,14 +128,43 @@ def checkpoint_epoch(params):
     return int(params["epoch_num"].asnumpy()) if "epoch_num" in params else 0
 
 
+def _checkpoints_in(folder, prefix=""):
+    """The finished ``.ckpt`` files directly in ``folder`` (temporary files left out)."""
+    if not os.path.isdir(folder):
+        return []
+    return [os.path.join(folder, f) for f in os.listdir(folder)
+            if f.endswith(".ckpt") and not f.endswith(TMP_SUFFIX) and f.startswith(prefix)
+            and os.path.isfile(os.path.join(folder, f))]
+
+
 def latest_checkpoint(ckpt_dir, prefix=""):
-    """The newest ``.ckpt`` in a directory (what eval/export use when given a folder)."""
-    files = [os.path.join(ckpt_dir, f) for f in os.listdir(ckpt_dir)
-             if f.endswith(".ckpt") and not f.endswith(TMP_SUFFIX) and f.startswith(prefix)
-             ] if os.path.isdir(ckpt_dir) else []
+    """The newest ``.ckpt`` of a folder and of its ``checkpoints/`` subfolder (so a train.py
+    output folder works as well as its checkpoints/ folder): what a checkpoint argument given a
+    folder loads."""
+    files = _checkpoints_in(ckpt_dir, prefix) + _checkpoints_in(os.path.join(ckpt_dir, "checkpoints"),
+                                                                prefix)
     if not files:
-        raise UserError(f"no .ckpt file in {ckpt_dir}")
+        raise UserError(f"no .ckpt file in {ckpt_dir} (nor in its checkpoints/): pass a checkpoint "
+                        "file or the folder train.py wrote it to")
     return max(files, key=os.path.getmtime)
+
+
+def resolve_checkpoint(path, option="--ckpt_file", log=None):
+    """The checkpoint file a checkpoint argument names: ``path`` itself when it is a file, the
+    newest ``.ckpt`` in it (:func:`latest_checkpoint`) when it is a folder. Every argument that
+    takes a checkpoint (``--resume``, ``--pre_trained``, ``--ckpt_file``, ``--class_names_file``,
+    the darknet converter) goes through here, so a file and a folder work alike. ``""`` stays
+    ``""`` (no checkpoint given); a missing path is a one-line UserError naming ``option``.
+    ``log`` (e.g. ``print``) is told which file a folder resolved to."""
+    if not path or os.path.isfile(path):
+        return path
+    if not os.path.exists(path):
+        raise UserError(f"{option}: checkpoint not found: {path} (pass a .ckpt file, or a folder "
+                        "to use its newest checkpoint)")
+    found = latest_checkpoint(path)
+    if log:
+        log(f"{option} {path}: its newest checkpoint is {found}")
+    return found
 
 
 def adapt_params(params, network, model_name):
@@ -157,8 +188,7 @@ def load_network(cfg, ckpt_file, export=False):
     ``ckpt_file``. A checkpoint of another model, or one whose shapes do not fit the config, is a
     one-line UserError.
     """
-    if ckpt_file and os.path.isdir(ckpt_file):
-        ckpt_file = latest_checkpoint(ckpt_file)
+    ckpt_file = resolve_checkpoint(ckpt_file, "--ckpt_file")
     params = read_checkpoint(ckpt_file)
     meta = stored_meta(params)
     if meta.get("model_name") and meta["model_name"] != cfg.model_name:

@@ -247,10 +247,12 @@ def save_repo_checkpoint(path, params, class_names, seen, folded):
     save_checkpoint_atomic(tensors, path, append_dict=meta)
 
 
-def read_repo_checkpoint(path):
-    """({name: float32 array}, meta strings, num_classes) of a Tiny-DarkNet checkpoint for tiny.cfg."""
+def read_repo_checkpoint(path, log=None):
+    """({name: float32 array}, meta strings, num_classes) of a Tiny-DarkNet checkpoint for tiny.cfg
+    (``path``: a file, or a folder: its newest checkpoint)."""
     import mindspore as ms
-    from src.checkpoint import read_checkpoint
+    from src.checkpoint import read_checkpoint, resolve_checkpoint
+    path = resolve_checkpoint(path, "to-darknet CKPT", log=log)
     loaded = read_checkpoint(path)
     meta = {k: v for k, v in loaded.items() if isinstance(v, str)}
     if meta.get("model_name", "tinydarknet") != "tinydarknet":
@@ -290,7 +292,7 @@ def to_checkpoint(weights, ckpt, num_classes=1000, class_names_file=None, raw=Fa
 
 def to_darknet(ckpt, weights, raw=False, log=print):
     """Checkpoint -> tiny.cfg .weights; returns the written parameters."""
-    params, meta, num_classes = read_repo_checkpoint(ckpt)
+    params, meta, num_classes = read_repo_checkpoint(ckpt, log=log)
     if raw or meta.get("darknet_input") == INPUT_RAW:
         out, how = params, "values unchanged"
     else:
@@ -400,7 +402,7 @@ def build_parser():
                       "(default for 1000 classes: darknet's ImageNet synset ids)")
     ckpt.add_argument("--raw", action="store_true", help="copy values unchanged (input RGB in [0, 1])")
     dark = sub.add_parser("to-darknet", help="MindSpore checkpoint -> darknet .weights")
-    dark.add_argument("ckpt")
+    dark.add_argument("ckpt", help="checkpoint file, or a folder (its newest .ckpt)")
     dark.add_argument("weights")
     dark.add_argument("--raw", action="store_true", help="copy values unchanged (no unfolding)")
     check = sub.add_parser("check", help="measure the converted network against darknet's formulas")

@@ -5,7 +5,8 @@
 continues a run exactly where it stopped. A checkpoint of another model or of other shapes is
 refused before anything is built from it; with another batch size the LR position is re-mapped to
 the new steps per epoch; ``loss_history.jsonl`` drops the records of the epochs trained again.
-In data-parallel runs only rank 0 writes checkpoints and logs files.
+In data-parallel runs only rank 0 writes checkpoints and logs files. One training at a time
+per output folder: rank 0 holds its ``train.lock`` (``src/run_guard.py``).
 """
 import os
 import time
@@ -18,7 +19,8 @@ from mindspore.train import CheckpointConfig
 
 from src.callbacks import TimeBudget, TrainMonitor, ValidationMonitor
 from src.checkpoint import (CHECKPOINT_INFO, SafeModelCheckpoint, check_resume, checkpoint_meta,
-                            read_checkpoint, remove_orphan_tmp, resume_state, trim_history)
+                            read_checkpoint, remove_orphan_tmp, resolve_checkpoint, resume_state,
+                            trim_history)
 from src.data import create_dataset_from_config
 from src.lr_scheduler import create_lr
 from src.model_utils.config import save_config
@@ -27,6 +29,7 @@ from src.model_utils.errors import UserError
 from src.models import create_model_from_config
 from src.optimizer import create_optimizer
 from src.precision import build_train_model, precision_settings
+from src.run_guard import RunLock, holds_run_lock
 from src.tasks import create_task
 from src.train_step import ScheduledSamplingLoss
 from src.transfer import apply_pretrained, trainable_params
@@ -82,6 +85,7 @@ def build_training(cfg, network, params, loss_fn, steps_per_epoch, amp_level, lo
     return model, optimizer, lr, callbacks
 
 
+@holds_run_lock
 def train(cfg):
     """Train the configured model. Returns a summary dict (checkpoint dir, last loss, timings)."""
     # 1. device, seed, output folders
@@ -90,6 +94,11 @@ def train(cfg):
     is_main = rank == 0
     out_dir = os.path.abspath(cfg.output_dir)
     ckpt_dir = os.path.join(out_dir, "checkpoints")
+    if is_main:  # one live training per output folder (src/run_guard.py); released on return
+        RunLock(out_dir).acquire()
+    if cfg.resume:  # a file, or a folder: its newest checkpoint
+        cfg = cfg.replace(resume=resolve_checkpoint(cfg.resume, "--resume",
+                                                    log=print if is_main else None))
     task = create_task(cfg)
 
     # 2. a resumed run: the checkpoint's model first (cheap), its shapes once the network exists

@@ -4,7 +4,7 @@ The loading itself (name-and-shape matching) is ``src.checkpoint.load_matching``
 """
 import mindspore.nn as nn
 
-from src.checkpoint import adapt_params, load_matching, read_checkpoint, stored_meta
+from src.checkpoint import adapt_params, load_matching, read_checkpoint, resolve_checkpoint, stored_meta
 from src.model_utils.errors import UserError
 from src.models import get_model_spec
 
@@ -15,7 +15,8 @@ def is_head(name, model_name):
 
 
 def apply_pretrained(network, path, model_name, log=print, class_names=None):
-    """Initialise ``network`` from the checkpoint at ``path`` where names and shapes match.
+    """Initialise ``network`` from the checkpoint at ``path`` (a file, or a folder: its newest
+    checkpoint) where names and shapes match.
 
     A classifier head whose class count differs stays freshly initialised, and so does one whose
     classes differ by name (``class_names`` of the new data vs the names stored in the
@@ -23,6 +24,7 @@ def apply_pretrained(network, path, model_name, log=print, class_names=None):
     the reason. A file that is not a checkpoint, or one that matches nothing, is a one-line
     :class:`UserError`.
     """
+    path = resolve_checkpoint(path, "--pre_trained", log=log)
     params = adapt_params(read_checkpoint(path), network, model_name)
     old_names = stored_meta(params).get("class_names")
     if class_names is not None and old_names is not None and list(old_names) != list(class_names):

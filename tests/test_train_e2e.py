@@ -39,8 +39,10 @@ def test_train_resume_eval_cli(cifar_dir, tmp_path):
     history = [json.loads(l) for l in open(os.path.join(out, "loss_history.jsonl"))]
     assert [h["global_step"] for h in history] == [1, 2, 3, 4, 5, 6]
 
-    rc, stdout, stderr = run("train.py", *common, "--epoch_size", "2", "--resume", ckpt1)
+    # --resume takes the run folder too: its newest checkpoint (the file itself: test_run_guard)
+    rc, stdout, stderr = run("train.py", *common, "--epoch_size", "2", "--resume", out)
     assert rc == 0, stderr[-2000:]
+    assert f"--resume {out}: its newest checkpoint is {ckpt1}" in stdout
     assert "epoch: 2 step: 6, loss is" in stdout and "epoch: 1 step" not in stdout
     params = ms.load_checkpoint(sorted(
         [os.path.join(out, "checkpoints", f) for f in os.listdir(os.path.join(out, "checkpoints"))
