@@ -34,17 +34,25 @@ def machine_report(show_shapes=False, out=print):
     entry = tuning.read_cache(tuning.cache_path())["machines"].get(key, {})
     isa = entry.get("onednn_isa") or {}
     if isa:
-        times = ", ".join(f"{c} {_fmt(isa.get('ms', {}).get(c))} (blocked "
-                          f"{_fmt(isa.get('direct_ms', {}).get(c))})" for c in tuning.ISA_CANDIDATES)
-        out(f"oneDNN ISA: {isa.get('choice')} (3x3 conv probe: {times})")
+        results = {c: {"ms": isa.get("ms", {}).get(c), "direct_ms": isa.get("direct_ms", {}).get(c)}
+                   for c in tuning.ISA_CANDIDATES}
+        times = ", ".join(f"{c} {_fmt(r['ms'])} (blocked {_fmt(r['direct_ms'])})"
+                          for c, r in results.items())
+        choice, direct = tuning.choose_isa(results, onednn_conv.availability()[0])
+        out(f"oneDNN ISA: {choice} for conv_impl auto"
+            + (" (oneDNN's direct kernel for the k x k convolutions)" if direct else "")
+            + f", {tuning.choose_isa(results, False)[0]} for native convolutions (3x3 conv probe: "
+            f"{times})")
     else:
         out("oneDNN ISA: not measured here yet (a CPU without AVX-512 has nothing to choose)")
     convs = entry.get("conv_impl") or {}
-    out(f"convolution shapes measured: {len(convs)}")
+    measured = sum(1 for rec in convs.values() if isinstance(rec, dict) and rec.get("ms"))
+    out(f"convolution shapes in the cache: {len(convs)} ({measured} measured, the others native; "
+        "--shapes lists them)")
     if show_shapes:
         for conv_key, rec in sorted(convs.items()):
             ms = rec.get("ms") if isinstance(rec, dict) else None
-            choice = tuning.judge_conv(ms) if ms else "native (not measured)"
+            choice = tuning.judge_conv(ms) if ms else "not measured (native)"
             times = ", ".join(f"{i} {_fmt(t)}" for i, t in zip(tuning.CONV_IMPLS, ms or []))
             out(f"  {conv_key}: {choice} ({times})")
     for group_key, rec in sorted((entry.get("fused_layers") or {}).items()):
