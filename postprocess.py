@@ -30,18 +30,14 @@ SCRIPT_HELPS = {
 }
 
 
-def postprocess(cfg, result_dir, label_path, log=print):
-    """The task's metrics of the offline-inference outputs in ``result_dir`` (see the module doc)."""
-    from src.tasks import create_task
-    return create_task(cfg).postprocess(result_dir, label_path, log=log)
-
-
 @exit_on_user_error
 def main(argv=None):
     cfg = get_config(argv, script_defaults=SCRIPT_DEFAULTS, script_helps=SCRIPT_HELPS)
     if not cfg.result_dir:
         raise UserError("no results given: pass --result_dir DIR (the inference's result_Files)")
-    postprocess(cfg, os.path.abspath(cfg.result_dir), cfg.label_path and os.path.abspath(cfg.label_path))
+    from src.tasks import create_task  # the task's postprocess (src/tasks/): after the config
+    create_task(cfg).postprocess(os.path.abspath(cfg.result_dir),
+                                 cfg.label_path and os.path.abspath(cfg.label_path))
     return 0
 
 

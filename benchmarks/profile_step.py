@@ -12,7 +12,6 @@ run at once ("overlap": kernels that MindSpore's runtime runs concurrently), the
 runs ("gaps": the runtime's own work between kernels), and the kernel types by total time.
 The profiler itself slows kernels down a little: compare variants with the same tool.
 """
-import argparse
 import glob
 import os
 import sys
@@ -22,6 +21,8 @@ from collections import defaultdict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from src.model_utils.errors import ArgumentParser, UserError, exit_on_user_error  # noqa: E402
 
 
 def read_timestamps(path):
@@ -112,9 +113,10 @@ def profile_row(row, warmup, steps, out_dir):
     return float(np.median(window.times)) * 1e3
 
 
+@exit_on_user_error
 def main(argv=None):
     from benchmarks.benchmark import TRAIN_ROWS
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--row", required=True, choices=sorted(TRAIN_ROWS))
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5)
@@ -130,7 +132,9 @@ def main(argv=None):
     step_ms = profile_row(args.row, args.warmup, args.steps, out)
     files = glob.glob(os.path.join(out, "*", "FRAMEWORK", "cpu_op_execute_timestamp_*.txt"))
     if not files:
-        sys.exit(f"no kernel timestamps under {out}: the profiler wrote no CPU trace")
+        raise UserError(f"no kernel timestamps under {out}: the profiler wrote no CPU trace "
+                        "(check that --out is writable and that this MindSpore build has the CPU "
+                        "profiler)")
     result = summarize(read_timestamps(max(files, key=os.path.getmtime)), args.steps)
     print(f"{args.row}: step {step_ms:.1f} ms while profiled; per step: kernels "
           f"{result['kernels_per_step']:.0f}, wall {result['wall_ms']:.1f} ms, kernel time summed "

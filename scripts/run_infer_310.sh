@@ -31,6 +31,10 @@ usage() {
     echo "  class-name list, '-' = folder names); DEVICE_ID default 0; env CONFIG_PATH overrides" >&2
     echo "  the config chosen by DATASET" >&2
 }
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+    usage 2>&1
+    exit 0
+fi
 if [ $# -lt 3 ] || [ $# -gt 5 ]; then
     usage
     exit 2

@@ -1,4 +1,4 @@
-"""export.py: MindIR / ONNX / AIR export of Tiny-DarkNet and ConvLSTM.
+"""export.py / src.export: MindIR / ONNX / AIR export of Tiny-DarkNet and ConvLSTM.
 
 A checkpoint with random weights (BatchNorm statistics and peepholes included, so every parameter
 matters) is exported; onnxruntime and the reloaded MindIR (``nn.GraphCell(ms.load(f))``) must
@@ -15,8 +15,9 @@ import mindspore as ms
 import mindspore.nn as nn
 import pytest
 
-import export
+import export  # the entry script, run in-process
 from src.checkpoint import load_network
+from src.export import AIR_ERROR, SCRIPT_DEFAULTS
 from src.infer import mindir_io
 from src.model_utils.config import get_config
 from src.models import create_model_from_config, input_shape
@@ -60,7 +61,7 @@ def random_checkpoint(cfg, path, seed=0):
 
 
 def export_cfg(config_path, *extra):
-    return get_config(["--config_path", config_path, *extra], script_defaults=export.EXPORT_DEFAULTS)
+    return get_config(["--config_path", config_path, *extra], script_defaults=SCRIPT_DEFAULTS)
 
 
 def run_export(capsys, argv):
@@ -141,5 +142,5 @@ def test_air_needs_ascend(tmp_path):
                              "--file_name", str(tmp_path / "net")],
                             capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: " + export.AIR_ERROR]
+    assert result.stderr.strip().splitlines() == ["error: " + AIR_ERROR]
     assert not list(tmp_path.iterdir())

@@ -15,10 +15,9 @@ import numpy as np
 import mindspore as ms
 import pytest
 
-import export
+import export  # the entry script, run in-process
 from conftest import ROOT
-from postprocess import postprocess
-from preprocess import preprocess
+from src.preprocess import preprocess
 from src.data import create_dataset_from_config
 from src.data.moving_mnist import write_mnist_test_seq
 from src.checkpoint import load_network
@@ -132,7 +131,7 @@ def test_convlstm_cpu_pipeline_equals_eval(tmp_path, capsys):
     assert pre["num_samples"] == 6 and pre["input_shape"] == (1, 2, 1, 16, 16)
     run_inference(mindir, pre["data_dir"], str(tmp_path / "result_Files"), str(tmp_path / "time_Result"),
                   warmup=1, log=None)
-    got = postprocess(cfg, str(tmp_path / "result_Files"), pre["target_dir"], log=None)
+    got = create_task(cfg).postprocess(str(tmp_path / "result_Files"), pre["target_dir"], log=None)
     for key in ("mse", "mae", "ssim", "cross_entropy"):
         np.testing.assert_allclose(got["model"][key], expected["model"][key], rtol=1e-5, err_msg=key)
     for baseline in ("copy_last_frame", "blank_frames"):
