@@ -267,3 +267,13 @@ def test_video_evaluator_matches_the_metrics_and_baselines():
     ev = task.new_evaluator()
     ev.update(None, logits, targets)
     assert "copy_last_frame" not in ev.result() and "copy_last_frame" not in task.format_result(ev.result())
+
+
+def test_the_test_session_never_uses_the_users_cache():
+    """tests/conftest.py points the kernel cache at the temp folder, for this process and every
+    entry script the tests start (they inherit the environment)."""
+    home_cache = os.path.join(os.path.expanduser("~"), ".cache")
+    assert not os.path.abspath(os.environ["ZOO_KERNEL_CACHE"]).startswith(home_cache)
+    out = subprocess.run([sys.executable, "-c", "from src.kernels.tuning import cache_dir; print(cache_dir())"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == os.path.abspath(os.environ["ZOO_KERNEL_CACHE"])
