@@ -6,9 +6,9 @@ Measurements are injected (no timing is asserted); every cache is under tmp_path
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
-import threading
 
 import pytest
 
@@ -316,3 +316,22 @@ def test_entry_reads_the_record_of_the_evaluated_or_resumed_run(tmp_path, monkey
     with pytest.raises(UserError, match="no such file: pass the kernel_choices.json"):
         entry_config(base + ["--kernel_choices", str(tmp_path / "none.json")], log=None)
 
+
+
+@pytest.mark.skipif(not shutil.which(os.environ.get("CXX") or "g++"), reason="no C++ compiler")
+def test_another_onednn_major_version_is_refused_at_load(tmp_path):
+    """A library whose loaded oneDNN is not the major version its declarations are for: the
+    layers stay native, with the versions in the reason."""
+    from src.kernels import onednn_conv
+    source = tmp_path / "fake.cc"
+    source.write_text('extern "C" int ZooOnednnApiMajor() { return 3; }\n'
+                      'extern "C" int ZooOnednnVersion(int *a, int *b, int *c) '
+                      '{ *a = 4; *b = 1; *c = 0; return 0; }\n')
+    lib = tmp_path / "fake.so"
+    subprocess.run([os.environ.get("CXX") or "g++", "-shared", "-fPIC", "-o", str(lib), str(source)],
+                   check=True)
+    assert onednn_conv._check_version(str(lib)) == (
+        "oneDNN 4.1.0 is loaded but onednn_conv.cc declares the C API of oneDNN 3.x")
+    library = build.AotLibrary(str(source), ("-shared", "-fPIC"), check=onednn_conv._check_version)
+    ok, reason = library.availability()
+    assert not ok and reason.startswith("oneDNN 4.1.0 is loaded")
