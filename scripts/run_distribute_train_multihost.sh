@@ -33,7 +33,8 @@
 #
 # Environment: MASTER_PORT (default 8118; the port when MASTER_ADDR has no :PORT), CLUSTER_TIME_OUT
 # (seconds, default 300: how long a host waits for the master, and the scheduler for every rank to
-# join), MS_NODE_TIMEOUT (see above), RUN_DIR, PYTHON, DRY_RUN=1 (print the commands only).
+# join; also how long a CPU AllReduce waits for a slower host, MS_CPU_COMM_OP_TIMEOUT), MS_NODE_TIMEOUT
+# (see above), RUN_DIR, PYTHON, DRY_RUN=1 (print the commands only).
 # Each host needs the same code and environment, the data at DATA_PATH (the whole set: every rank
 # reads its own shard of it), and host 0's PORT reachable from the others.
 set -euo pipefail
@@ -153,9 +154,13 @@ if ! is_dry_run && [ "$HOST_INDEX" -gt 0 ]; then
 fi
 
 # MindSpore's dynamic-cluster variables, the same on every host and role; a stale RANK_TABLE_FILE
-# from an Ascend shell would make the workers use it instead
+# from an Ascend shell would make the workers use it instead. MS_CPU_COMM_OP_TIMEOUT: how long a
+# CPU collective (the gradient AllReduce) waits for its peers, 30 s by default in MindSpore: hosts
+# that start or compile later than others would fail the first step, so it is CLUSTER_TIME_OUT
+# (a rank that died is still found within MS_NODE_TIMEOUT by the heartbeat).
 CLUSTER_ENV=(env -u RANK_TABLE_FILE MS_SCHED_HOST="$MASTER_IP" MS_SCHED_PORT="$MASTER_PORT"
-             MS_WORKER_NUM="$RANK_SIZE" MS_TOPO_TIMEOUT="$CLUSTER_TIME_OUT" RANK_SIZE="$RANK_SIZE")
+             MS_WORKER_NUM="$RANK_SIZE" MS_TOPO_TIMEOUT="$CLUSTER_TIME_OUT" RANK_SIZE="$RANK_SIZE"
+             MS_CPU_COMM_OP_TIMEOUT="${MS_CPU_COMM_OP_TIMEOUT:-$CLUSTER_TIME_OUT}")
 ROLES=()   # "scheduler" or the global rank, per entry of LAUNCHED_PIDS
 LOGS=()
 # setsid: each process (and its children) is its own process group, stopped as one
@@ -198,6 +203,7 @@ stop_all() {
 
 on_signal() {
     trap - INT TERM
+    if [ -n "${STDERR_SAVED:-}" ]; then exec 2>&3; fi
     stop_all
     kill "$TAIL_PID" 2>/dev/null || true
     echo "" >&2
@@ -211,6 +217,9 @@ trap on_signal INT TERM
 declare -A STATUS=()
 FIRST_FAILED=""
 remaining=("${LAUNCHED_PIDS[@]}")
+# bash reports a child killed by a signal ("line N: PID Killed ...") on stderr: not on the terminal
+exec 3>&2 2>/dev/null
+STDERR_SAVED=1
 while [ ${#remaining[@]} -gt 0 ]; do
     sleep 1
     left=()
@@ -236,6 +245,8 @@ while [ ${#remaining[@]} -gt 0 ]; do
         done
     fi
 done
+exec 2>&3 3>&-
+STDERR_SAVED=""
 sleep 0.5
 kill "$TAIL_PID" 2>/dev/null || true
 wait "$TAIL_PID" 2>/dev/null || true
@@ -291,7 +302,9 @@ for text in texts:
         lost += [int(n) for n in found.replace(" ", "").split(",") if n]
     lost += [int(n) for n in re.findall(r"The node: (\d+) is timed out", text)]
 lost = sorted(set(lost))
-if lost:
+i = pids.index(first_pid)
+own_death = roles[i] != "scheduler" and int(roles[i]) in lost  # this host's rank died first
+if lost and not own_death:
     ranks = ", ".join(map(str, lost))
     print(f"lost rank {ranks} (no heartbeat for MS_NODE_TIMEOUT s: its process or host stopped); "
           f"the job stopped on every host; {restart}")
@@ -302,7 +315,6 @@ for role, text in zip(roles, texts):
         print(f"rank {role} lost the master {master} (host 0 stopped or unreachable); {restart}")
         sys.exit()
 # 3. the first process that failed: its own one-line error, a signal, or its status
-i = pids.index(first_pid)
 role, status, text = roles[i], int(statuses[i]), texts[i]
 who = "the scheduler" if role == "scheduler" else f"rank {role}"
 errors = [line[len("error: "):] for line in text.splitlines() if line.startswith("error: ")]
@@ -315,7 +327,7 @@ elif status > 128:
         name = f"signal {status - 128}"
     print(f"{who} was stopped by {name} on host {host}; the job stops on every host; {restart}")
 else:
-    print(f"{who} failed (exit status {status}): see {logs[i]}")
+    print(f"{who} failed (exit status {status}): see {logs[i]}; the job stops on every host")
 PY
 )" || REASON="a process failed: see the logs in $LOG_DIR"
 run_failed "$REASON"
