@@ -292,9 +292,11 @@ def plan(budget_s, request):
             result["convs"][i] = t
         print(json.dumps(result), flush=True)
 
-    result["groups"] = time_groups(request.get("groups") or {}, end)
+    # the groups' repetitions stop at a third of the budget (their compiles cannot be cut short);
+    # the convolutions then get what is left, at least half the budget
+    result["groups"] = time_groups(request.get("groups") or {}, end - budget_s * 2 / 3)
     report([])
-    time_conv_impls([convs[i] for i in order], max(0.0, end - time.perf_counter()),
+    time_conv_impls([convs[i] for i in order], max(end - time.perf_counter(), budget_s / 2),
                     impls=tuple(request.get("impls") or CONV_IMPLS), progress=report)
     return result
 
