@@ -25,6 +25,7 @@ strings of :func:`checkpoint_meta` (model name, class names, format version). Ru
 import binascii
 import contextlib
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -96,11 +97,40 @@ def quiet_mindspore_log(*prefixes):
             logger.removeFilter(flt)
 
 
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_manifest(path):
+    """A checkpoint with a manifest beside it (``<stem>.json`` naming it, with its ``sha256``: the
+    shipped checkpoints of ``pretrained/``) must match that checksum: one-line error otherwise."""
+    manifest_file = os.path.splitext(path)[0] + ".json"
+    if not os.path.isfile(manifest_file):
+        return
+    try:
+        with open(manifest_file, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return  # not a manifest of ours
+    if not isinstance(manifest, dict) or manifest.get("ckpt_file") != os.path.basename(path) \
+            or "sha256" not in manifest:
+        return
+    if file_sha256(path) != manifest["sha256"]:
+        raise UserError(f"{path} does not match the SHA-256 in {manifest_file} (a damaged, partial or "
+                        "replaced file): restore it (git checkout -- pretrained/) or fetch it again")
+
+
 def read_checkpoint(path):
-    """Load a checkpoint file, its CRC32 checked when it has one; one-line error when it is
-    missing, corrupt or not a checkpoint."""
+    """Load a checkpoint file, its CRC32 checked when it has one and its SHA-256 when a manifest
+    sits beside it (:func:`verify_manifest`); one-line error when it is missing, corrupt or not a
+    checkpoint."""
     if not path or not os.path.isfile(path):
         raise UserError(f"checkpoint not found: {path!r} (pass the .ckpt file written by train.py)")
+    verify_manifest(path)
     try:
         status = crc_status(path)
     except OSError as exc:
