@@ -116,7 +116,8 @@ def decide(sites, batch, settings, device_target="CPU", measure=None, machine=No
     plan, how, unavailable = {}, {}, {}
     for kind in kinds:
         value, source = _setting(kind, settings)
-        ok, detail = KINDS[kind][3]() if value != "native" and device_target == "CPU" else (False, "")
+        needs_kernels = value in ("auto", "onednn", "fused") and device_target == "CPU"
+        ok, detail = KINDS[kind][3]() if needs_kernels else (False, "")
         if value in ("onednn", "fused"):
             if device_target != "CPU":
                 raise UserError(f"{source} {value} runs on CPU only (device_target "
