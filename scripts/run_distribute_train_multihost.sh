@@ -28,15 +28,18 @@
 # processes run inside it. If a rank fails or a host stops, the job stops on every host: the
 # scheduler declares a rank lost after MS_NODE_TIMEOUT seconds without its heartbeat (MindSpore's
 # default 30), the other ranks are stopped, and each launcher ends with one line saying which rank
-# was lost; restart every host with --resume <the newest checkpoint of host 0> (copy it to the
-# other hosts, or keep output_dir on shared storage).
+# was lost (or, on the other hosts, that the master was lost); restart every host with
+# --resume <the newest checkpoint>.
 #
 # Environment: MASTER_PORT (default 8118; the port when MASTER_ADDR has no :PORT), CLUSTER_TIME_OUT
 # (seconds, default 300: how long a host waits for the master, and the scheduler for every rank to
 # join; also how long a CPU AllReduce waits for a slower host, MS_CPU_COMM_OP_TIMEOUT), MS_NODE_TIMEOUT
 # (see above), RUN_DIR, PYTHON, DRY_RUN=1 (print the commands only).
 # Each host needs the same code and environment, the data at DATA_PATH (the whole set: every rank
-# reads its own shard of it), and host 0's PORT reachable from the others.
+# reads its own shard of it), host 0's PORT reachable from the others, and output_dir on storage
+# every host sees (rank 0 writes kernel_choices.json there, which the other ranks wait for at
+# start, and the checkpoints to resume from), or --kernel_choices FILE given on every host.
+{ # the whole script is read before it runs: editing the file cannot change a running launcher
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -183,8 +186,7 @@ is_dry_run && exit 0
 START=$SECONDS
 # this host's first rank on the terminal, without MindSpore's INFO/WARNING lines
 FIRST_LOG="$LOG_DIR/worker_$FIRST_RANK.log"
-(tail -n +1 -F --pid=$$ "$FIRST_LOG" 2>/dev/null | \
-    grep --line-buffered -v -E '^\[(DEBUG|INFO|WARNING)\] ') &
+tail -n +1 -F --pid=$$ "$FIRST_LOG" 2>/dev/null > >(grep --line-buffered -v -E '^\[(DEBUG|INFO|WARNING)\] ') &
 TAIL_PID=$!
 
 stop_group() {   # stop_group PID: SIGTERM the process group, SIGKILL what is left after 5 s
@@ -203,18 +205,22 @@ stop_all() {
 
 on_signal() {
     trap - INT TERM
-    if [ -n "${STDERR_SAVED:-}" ]; then exec 2>&3; fi
+    [ -n "${STDERR_SAVED:-}" ] || exec 3>&2 2>/dev/null
     stop_all
     kill "$TAIL_PID" 2>/dev/null || true
-    echo "" >&2
-    echo "error: interrupted: stopped the $((${#LAUNCHED_PIDS[@]})) process(es) of host $HOST_INDEX; the other hosts stop within MS_NODE_TIMEOUT (30 s by default); restart every host with --resume <newest checkpoint> to continue" >&2
+    wait 2>/dev/null || true
+    exec 2>&3 3>&-
+    echo "error: interrupted: stopped the ${#LAUNCHED_PIDS[@]} process(es) of host $HOST_INDEX; the other hosts stop within MS_NODE_TIMEOUT (30 s by default); restart every host with --resume <newest checkpoint> to continue" >&2
     exit 130
 }
 trap on_signal INT TERM
 
 # wait for every process; when a worker fails, stop this host's other workers (as msrun does) but
-# let the scheduler run: it tells the other hosts' ranks to stop, then exits
-declare -A STATUS=()
+# let the scheduler run: it tells the other hosts' ranks to stop, then exits. When the cluster
+# gives up (a rank or the master lost), MindSpore logs "Kill this process with SIGTERM" in a
+# worker and signals it; a worker blocked in a collective (waiting for the lost peer) may not act
+# on the signal before MS_CPU_COMM_OP_TIMEOUT, so it is stopped here 5 s later.
+declare -A STATUS=() ASKED=()
 FIRST_FAILED=""
 remaining=("${LAUNCHED_PIDS[@]}")
 # bash reports a child killed by a signal ("line N: PID Killed ...") on stderr: not on the terminal
@@ -236,6 +242,17 @@ while [ ${#remaining[@]} -gt 0 ]; do
         fi
     done
     remaining=("${left[@]+"${left[@]}"}")
+    for i in "${!LAUNCHED_PIDS[@]}"; do
+        pid="${LAUNCHED_PIDS[$i]}"
+        [ "${ROLES[$i]}" != scheduler ] && [ -z "${STATUS[$pid]:-}" ] || continue
+        if [ -z "${ASKED[$pid]:-}" ]; then
+            if tail -c 100000 "${LOGS[$i]}" 2>/dev/null | grep -q "Kill this process with SIGTERM"; then
+                ASKED[$pid]=$SECONDS
+            fi
+        elif [ $((SECONDS - ASKED[$pid])) -ge 5 ]; then
+            kill -KILL -- "-$pid" 2>/dev/null || true
+        fi
+    done
     if [ -n "$FIRST_FAILED" ]; then
         for i in "${!LAUNCHED_PIDS[@]}"; do
             pid="${LAUNCHED_PIDS[$i]}"
@@ -311,7 +328,8 @@ if lost and not own_death:
     sys.exit()
 # 2. the master went away (a worker of another host lost the scheduler)
 for role, text in zip(roles, texts):
-    if role != "scheduler" and re.search(r"(?i)heartbeat.*(fail|timed? ?out)|scheduler.*(lost|exit|disconnect)", text):
+    if role != "scheduler" and "Retry to reconnect to the meta server" in text \
+            and "Kill this process with SIGTERM" in text:
         print(f"rank {role} lost the master {master} (host 0 stopped or unreachable); {restart}")
         sys.exit()
 # 3. the first process that failed: its own one-line error, a signal, or its status
@@ -331,3 +349,5 @@ else:
 PY
 )" || REASON="a process failed: see the logs in $LOG_DIR"
 run_failed "$REASON"
+exit
+}
