@@ -62,7 +62,7 @@ def trace_sites(network, input_shape):
     PyNative mode in inference mode, the convolutions computing nothing; restores the mode."""
     import numpy as np
     import mindspore as ms
-    from src.kernels.layers import KernelSite
+    from src.kernels.layers import KernelSite  # imports MindSpore: not before the ISA cap is set
     cells = [(name, cell) for name, cell in network.cells_and_names() if isinstance(cell, KernelSite)]
     names = {id(cell): name for name, cell in cells}
     sites = {}
@@ -240,7 +240,7 @@ def _measured(convs, groups, batch, isa, onednn_ok, native_kxk, measure, machine
 def apply(network, record, log=print):
     """Set every kernel site of ``network`` to its recorded kernel (by cell name). A site the
     record does not name, or whose kernel cannot run here, stays native (one log line)."""
-    from src.kernels.layers import KernelSite
+    from src.kernels.layers import KernelSite  # imports MindSpore (this module must not)
     sites = record.get("sites", {})
     missing, fallback = [], {}
     for name, cell in network.cells_and_names():
@@ -363,7 +363,7 @@ def set_kernels(network, **impls):
     """Set every kernel site of the kinds given (``conv="onednn"``, ``lstm_gates="fused"``, ...)
     to that kernel, without measuring (1x1 convolutions have no im2col: native); returns the
     network. For tests and experiments: runs go through :func:`configure`."""
-    from src.kernels.layers import KernelSite
+    from src.kernels.layers import KernelSite  # imports MindSpore (this module must not)
     for _, cell in network.cells_and_names():
         impl = impls.get(cell.kernel_kind) if isinstance(cell, KernelSite) else None
         if impl:

@@ -35,6 +35,7 @@ import json
 import sys
 import time
 
+from src.kernels import fused_layers, lstm_gates
 from src.kernels.tuning import CONV_IMPLS, NATIVE_1X1
 from src.model_utils.errors import ArgumentParser, exit_on_user_error
 
@@ -146,7 +147,7 @@ def time_conv_impls(shapes, budget_s, reps=REPS, impls=CONV_IMPLS, progress=None
     import numpy as np
     import mindspore as ms
     import mindspore.nn as nn
-    from src.kernels.layers import Conv2d
+    from src.kernels.layers import Conv2d  # MindSpore: the isa probe must not import it
 
     end = time.perf_counter() + budget_s
     results = []
@@ -183,7 +184,6 @@ def _group_cell(kind, keys, fused):
     import mindspore.nn as nn
     import mindspore.ops as ops
     from mindspore import Parameter, Tensor
-    from src.kernels import fused_layers, lstm_gates
     from src.kernels.layers import LeakyReLU, MaxPool2d, reference_lstm_gates
 
     class BnLeaky(nn.Cell):

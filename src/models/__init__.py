@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
 from src.kernels.plan import configure
+from src.model_utils.config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,6 @@ def _build_convlstm(**kwargs):
 
 def _convlstm_kwargs(cfg):
     if cfg.structure == "stack" and cfg.forecaster_input != "prediction":
-        from src.model_utils.config import ConfigError
         raise ConfigError("structure: stack reads its own predictions: set forecaster_input: "
                           "prediction (or structure: encoder_forecaster)")
     return dict(in_channels=cfg.in_channels, patch_size=cfg.patch_size,
