@@ -165,6 +165,21 @@ def test_run_record_rank0_writes_others_resume_and_eval_read(tmp_path, monkeypat
     assert json.loads((tmp_path / "run2" / plan.RECORD_NAME).read_text())["sites"] == record["sites"]
 
 
+def test_ranks_that_cannot_measure_decide_alone(tmp_path, monkeypatch):
+    """GPU / Ascend, or every kind native: nothing is measured, so a rank > 0 (on another host,
+    without the run folder) decides by itself at once instead of waiting for rank 0's record."""
+    monkeypatch.setattr(plan, "trace_sites", lambda net, shape: dict(SITES))
+    monkeypatch.setattr(plan, "wait_for_record", lambda *a, **k: pytest.fail("rank 1 waited"))
+    native = {"conv_impl": "native", "layer_impl": "native", "gate_impl": "native"}
+    for settings, device in ((AUTO, "GPU"), (native, "CPU")):
+        assert not plan.measures(settings, device)
+        rank1 = Sites()
+        plan.configure(rank1, None, 32, settings, device_target=device, out_dir=str(tmp_path / device),
+                       rank=1, log=None, measure=lambda *a: pytest.fail("measured"), machine=MACHINE)
+        assert {c.kernel_impl for c in rank1.cells.values()} == {"native"}
+    assert plan.measures(AUTO, "CPU") and plan.measures(dict(native, gate_impl="auto"), "CPU")
+
+
 def test_rank1_ignores_an_older_runs_record_and_times_out(tmp_path, monkeypatch):
     run = tmp_path / "run"
     plan.write_record(str(run / plan.RECORD_NAME), {"format": 1, "sites": {}, "decided_at": 1.0})

@@ -329,18 +329,26 @@ def wait_for_record(path, timeout_s=RECORD_WAIT_S, poll_s=0.2):
         time.sleep(poll_s)
 
 
+def measures(settings, device_target):
+    """Whether deciding may measure (and so may differ between processes): some kind is auto /
+    onednn / fused on CPU. Otherwise every kernel is native, and every rank decides alone, with
+    no wait for rank 0's record (hosts of a GPU / Ascend run need no shared folder)."""
+    return device_target == "CPU" and any(_setting(kind, settings)[0] != "native" for kind in KINDS)
+
+
 def configure(network, input_shape, batch, settings, device_target="CPU", pinned=None,
               out_dir=None, rank=0, log=print, **decide_kw):
     """Decide (or read) and apply the kernel choices of ``network`` for a run; returns the record.
 
     ``pinned``: a record file to apply (``kernel_choices``; a resumed run's or an evaluated
     checkpoint's). Else rank 0 (or a process without ``out_dir``) decides from ``settings`` at
-    ``batch`` for inputs of ``input_shape`` (batch 1), and ranks > 0 wait for rank 0's file.
+    ``batch`` for inputs of ``input_shape`` (batch 1), and ranks > 0 wait for rank 0's file when
+    deciding may measure (:func:`measures`), else decide alike by themselves.
     With ``out_dir`` rank 0 writes the record there. One log line."""
     target = os.path.join(out_dir, RECORD_NAME) if out_dir else None
     if pinned:
         record, how = read_record(pinned), f"from {pinned}"
-    elif target and rank != 0:
+    elif target and rank != 0 and measures(settings, device_target):
         record, how = wait_for_record(target), f"rank 0's, from {target}"
     else:
         record = decide(trace_sites(network, input_shape), batch, settings, device_target,
