@@ -75,21 +75,11 @@ BASELINES = (("copy_last_frame", "copy last frame", "tab:orange"),
              ("blank_frames", "blank frames", "tab:green"))
 
 
-def save_frame_metrics(path, result, title="held-out sequences: metrics per predicted frame"):
-    """One PNG, two panels: MSE and SSIM of each predicted frame for the model and the baselines
-    present in ``result`` (an evaluation result: ``{"model": {"mse_per_frame", "ssim_per_frame"},
-    "copy_last_frame": {...}, "blank_frames": {...}}``), so a reader sees where the prediction
-    fades and from which frame on a baseline would do as well."""
+def _save_metric_panels(fig, axes, xlabel, title, path):
+    """Label the MSE / SSIM panels (:data:`LEARNING_CURVE_METRICS`), title and write the PNG."""
     plt = _pyplot()
-    lines = (("model", "model", "tab:blue"),) + BASELINES
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, (key, label) in zip(axes, LEARNING_CURVE_METRICS):
-        for name, legend, colour in lines:
-            if name in result:
-                values = result[name][key + "_per_frame"]
-                style = "o-" if name == "model" else "--"
-                ax.plot(range(1, len(values) + 1), values, style, color=colour, label=legend)
-        ax.set_xlabel("predicted frame")
+    for ax, (_, label) in zip(axes, LEARNING_CURVE_METRICS):
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -100,6 +90,23 @@ def save_frame_metrics(path, result, title="held-out sequences: metrics per pred
         fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def save_frame_metrics(path, result, title="held-out sequences: metrics per predicted frame"):
+    """One PNG, two panels: MSE and SSIM of each predicted frame for the model and the baselines
+    present in ``result`` (an evaluation result: ``{"model": {"mse_per_frame", "ssim_per_frame"},
+    "copy_last_frame": {...}, "blank_frames": {...}}``), so a reader sees where the prediction
+    fades and from which frame on a baseline would do as well."""
+    plt = _pyplot()
+    lines = (("model", "model", "tab:blue"),) + BASELINES
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, (key, _) in zip(axes, LEARNING_CURVE_METRICS):
+        for name, legend, colour in lines:
+            if name in result:
+                values = result[name][key + "_per_frame"]
+                style = "o-" if name == "model" else "--"
+                ax.plot(range(1, len(values) + 1), values, style, color=colour, label=legend)
+    return _save_metric_panels(fig, axes, "predicted frame", title, path)
 
 
 def save_learning_curve(records_file, path, title="ConvLSTM on held-out sequences"):
@@ -114,18 +121,9 @@ def save_learning_curve(records_file, path, title="ConvLSTM on held-out sequence
         raise ValueError(f"{records_file} holds no evaluation records")
     minutes = [r["minutes"] for r in records]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, (key, label) in zip(axes, LEARNING_CURVE_METRICS):
+    for ax, (key, _) in zip(axes, LEARNING_CURVE_METRICS):
         ax.plot(minutes, [r[key] for r in records], "o-", color="tab:blue", label="model")
         for base, name, colour in BASELINES:
             if base in records[-1]:
                 ax.axhline(records[-1][base][key], linestyle="--", color=colour, label=name)
-        ax.set_xlabel("minutes of training")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save_metric_panels(fig, axes, "minutes of training", title, path)
