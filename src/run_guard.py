@@ -71,6 +71,7 @@ class RunLock:
         self.path = os.path.join(self.folder, LOCK_FILE)
         self.log = log
         self.fd = None
+        self.made_folder = False  # the lock created the output folder: a run that fails leaves none
 
     def holder(self):
         """The ``{"pid", "host", "started"}`` written in the lock file ({} when unreadable)."""
@@ -92,6 +93,7 @@ class RunLock:
         previous = _HELD.pop(self.path, None)
         if previous is not None:  # an earlier train() of this process that ended by an error
             previous.release()
+        self.made_folder = not os.path.isdir(self.folder)
         os.makedirs(self.folder, exist_ok=True)
         for _ in range(20):
             with writing(self.path):
@@ -129,7 +131,8 @@ class RunLock:
 
     def release(self):
         """Delete the lock file (while still holding its lock, so no one locks a deleted file)
-        and close it. Idempotent."""
+        and close it; the output folder too when the lock created it and nothing else was
+        written into it (a run that failed early leaves no folder behind). Idempotent."""
         if self.fd is None:
             return
         with contextlib.suppress(OSError):
@@ -138,6 +141,9 @@ class RunLock:
         with contextlib.suppress(OSError):
             os.close(self.fd)
         self.fd = None
+        if self.made_folder:
+            with contextlib.suppress(OSError):  # not empty: the run wrote something, keep it
+                os.rmdir(self.folder)
         if _HELD.get(self.path) is self:
             del _HELD[self.path]
 

@@ -93,13 +93,18 @@ def test_locks_taken_inside_a_call_are_released_when_it_raises(tmp_path):
     folder = str(tmp_path / "run")
 
     @holds_run_lock
-    def failing_training():
+    def failing_training(write):
         RunLock(folder, log=None).acquire()
+        if write:
+            open(os.path.join(folder, "config.yaml"), "w").close()
         raise ValueError("boom")
 
     with pytest.raises(ValueError):
-        failing_training()
-    assert not os.path.exists(os.path.join(folder, LOCK_FILE))
+        failing_training(write=False)
+    assert not os.path.exists(folder)  # the lock made the folder: a run that wrote nothing leaves none
+    with pytest.raises(ValueError):
+        failing_training(write=True)
+    assert os.listdir(folder) == ["config.yaml"]  # what the run wrote stays, the lock goes
 
 
 def test_stop_message_before_the_first_checkpoint(tmp_path):
