@@ -15,6 +15,12 @@ os.environ.setdefault("GLOG_v", "3")  # MindSpore: errors only
 # so the C++ kernels build once); inherited by the entry scripts the tests start
 os.environ.setdefault("ZOO_KERNEL_CACHE", os.path.join(
     tempfile.gettempdir(), f"mindspore-zoo-test-kernels-{os.getuid() if hasattr(os, 'getuid') else 0}"))
+# nor anything else under $HOME: onnxruntime writes ~/.cache/Microsoft/... on import and
+# matplotlib its font cache, unless these point elsewhere (a temp folder kept between sessions)
+_TEST_CACHE = os.path.join(tempfile.gettempdir(),
+                           f"mindspore-zoo-test-cache-{os.getuid() if hasattr(os, 'getuid') else 0}")
+os.environ["XDG_CACHE_HOME"] = _TEST_CACHE
+os.environ["MPLCONFIGDIR"] = os.path.join(_TEST_CACHE, "matplotlib")
 
 from src.kernels.tuning import apply_onednn_isa  # noqa: E402
 
@@ -53,6 +59,11 @@ def cifar_dir(tmp_path):
 def mmnist_dir(tmp_path):
     """Tiny Moving MNIST files in the real formats: an idx file of 20 blob 'digits' (28x28) and a
     mnist_test_seq.npy of 6 sequences of 20 frames at 32x32."""
+    return write_mmnist_dir(tmp_path / "mmnist")
+
+
+def write_mmnist_dir(folder):
+    """The files of :func:`mmnist_dir` in ``folder`` (a pathlib.Path, created); returns its path."""
     from src.data.mnist_idx import write_idx_images
     from src.data.moving_mnist import MovingMNISTGenerator, write_mnist_test_seq
     rng = np.random.default_rng(0)
@@ -60,8 +71,7 @@ def mmnist_dir(tmp_path):
     for d in digits:
         r, c = rng.integers(4, 16, 2)
         d[r:r + 10, c:c + 8] = 255
-    folder = tmp_path / "mmnist"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     write_idx_images(str(folder / "train-images-idx3-ubyte.gz"), digits)
     gen = MovingMNISTGenerator(digits, num_sequences=6, seq_len=20, image_size=32, seed=5)
     seqs = np.stack([np.concatenate(gen[i], axis=0)[:, 0] for i in range(6)], axis=1)

@@ -8,6 +8,7 @@ import sys
 import mindspore as ms
 
 from conftest import ROOT, TINY_CONVLSTM
+from entry_runner import run_commands
 
 CPU = os.path.join(ROOT, "config", "mmnist_config_cpu.yaml")
 
@@ -22,20 +23,24 @@ def test_train_resume_eval(mmnist_dir, tmp_path):
     out = str(tmp_path / "run")
     common = ["--config_path", CPU, "--data_path", mmnist_dir, "--output_dir", out,
               "--log_interval", "1", *TINY_CONVLSTM]
-    rc, stdout, stderr = run("train.py", *common, "--epoch_size", "1")
+    ckpt = os.path.join(out, "checkpoints", "convlstm-1_2.ckpt")
+    first, resumed, evaluated = run_commands(  # in one process: tests/entry_runner.py
+        ["train.py", *common, "--epoch_size", "1"],
+        ["train.py", *common, "--epoch_size", "2", "--resume", ckpt],
+        ["eval.py", "--config_path", CPU, "--data_path", mmnist_dir,
+         "--ckpt_file", os.path.join(out, "checkpoints"), *TINY_CONVLSTM])
+    rc, stdout, stderr = first
     assert rc == 0, stderr[-2000:]
     assert "epoch: 1 step: 2, loss is" in stdout
-    ckpt = os.path.join(out, "checkpoints", "convlstm-1_2.ckpt")
     params = ms.load_checkpoint(ckpt)
     # the CPU config's network: one stack (structure: stack)
     assert params["model_name"] == "convlstm" and "head.weight" in params and "stack.0.w_ci" in params
 
-    rc, stdout, stderr = run("train.py", *common, "--epoch_size", "2", "--resume", ckpt)
+    rc, stdout, stderr = resumed
     assert rc == 0, stderr[-2000:]
     assert "epoch: 2 step: 2, loss is" in stdout and "epoch: 1 step" not in stdout
 
-    rc, stdout, stderr = run("eval.py", "--config_path", CPU, "--data_path", mmnist_dir,
-                             "--ckpt_file", os.path.join(out, "checkpoints"), *TINY_CONVLSTM)
+    rc, stdout, stderr = evaluated
     assert rc == 0, stderr[-2000:]
     for row in ("model", "copy_last_frame", "blank_frames"):
         assert any(line.startswith(row) for line in stdout.splitlines()), stdout
@@ -61,9 +66,14 @@ def test_train_resume_eval(mmnist_dir, tmp_path):
 def test_validation_keep_best_learning_curve_and_clipping(mmnist_dir, tmp_path):
     """Validation every epoch (learning_curve.jsonl + .png, best.ckpt), gradient clipping on."""
     out = str(tmp_path / "run")
-    rc, stdout, stderr = run("train.py", "--config_path", CPU, "--data_path", mmnist_dir,
-                             "--output_dir", out, *TINY_CONVLSTM, "--epoch_size", "3",
-                             "--eval_interval", "1", "--patience", "0", "--grad_clip_norm", "1.0")
+    trained, evaluated = run_commands(  # in one process: tests/entry_runner.py
+        ["train.py", "--config_path", CPU, "--data_path", mmnist_dir, "--output_dir", out,
+         *TINY_CONVLSTM, "--epoch_size", "3", "--eval_interval", "1", "--patience", "0",
+         "--grad_clip_norm", "1.0"],
+        ["eval.py", "--config_path", CPU, "--data_path", mmnist_dir,
+         "--ckpt_file", os.path.join(out, "best.ckpt"), *TINY_CONVLSTM,
+         "--result_dir", tmp_path / "eval"])
+    rc, stdout, stderr = trained
     assert rc == 0, stderr[-2000:]
     assert "epoch: 3 validation loss" in stdout
     with open(os.path.join(out, "learning_curve.jsonl"), encoding="utf-8") as f:
@@ -82,9 +92,7 @@ def test_validation_keep_best_learning_curve_and_clipping(mmnist_dir, tmp_path):
     assert float(stored["val_loss"]) == best["val_loss"]
     assert os.path.getsize(os.path.join(out, "learning_curve.png")) > 1000
     assert not [f for f in os.listdir(out) if f.endswith(".tmp.ckpt")]
-    rc, stdout, stderr = run("eval.py", "--config_path", CPU, "--data_path", mmnist_dir,
-                             "--ckpt_file", os.path.join(out, "best.ckpt"), *TINY_CONVLSTM,
-                             "--result_dir", str(tmp_path / "eval"))
+    rc, stdout, stderr = evaluated
     assert rc == 0, stderr[-2000:]
 
     # the run as a shipped checkpoint (python -m src.pretrained pack): network weights only, a
@@ -137,11 +145,12 @@ def test_validation_needs_sequences(mmnist_dir, tmp_path):
 
 
 def test_missing_moving_mnist_files_are_one_line_errors(tmp_path):
-    rc, _, stderr = run("train.py", "--config_path", CPU, "--data_path", str(tmp_path))
+    trained, evaluated = run_commands(  # in one process: tests/entry_runner.py
+        ["train.py", "--config_path", CPU, "--data_path", tmp_path],
+        ["eval.py", "--config_path", CPU, "--data_path", tmp_path, "--ckpt_file", tmp_path / "x.ckpt"])
+    rc, _, stderr = trained
     assert rc == 2 and "train-images-idx3-ubyte" in stderr and len(stderr.strip().splitlines()) == 1
-    ckpt = tmp_path / "x.ckpt"
-    rc, _, stderr = run("eval.py", "--config_path", CPU, "--data_path", str(tmp_path),
-                        "--ckpt_file", str(ckpt))
+    rc, _, stderr = evaluated
     assert rc == 2 and "checkpoint not found" in stderr
 
 
@@ -149,17 +158,20 @@ def test_scheduled_sampling_trains_and_needs_the_fed_forecaster(mmnist_dir, tmp_
     out = str(tmp_path / "run")
     common = ["--config_path", CPU, "--data_path", mmnist_dir, "--output_dir", out, *TINY_CONVLSTM,
               "--epoch_size", "1", "--scheduled_sampling_steps", "2", "--structure", "encoder_forecaster"]
-    rc, stdout, stderr = run("train.py", *common, "--forecaster_input", "none")
+    refused, trained, evaluated = run_commands(  # in one process: tests/entry_runner.py
+        ["train.py", *common, "--forecaster_input", "none"],
+        ["train.py", *common, "--forecaster_input", "prediction", "--log_interval", "1"],
+        ["eval.py", "--config_path", CPU, "--data_path", mmnist_dir,
+         "--ckpt_file", os.path.join(out, "checkpoints"), *TINY_CONVLSTM,
+         "--forecaster_input", "prediction", "--structure", "encoder_forecaster"])
+    rc, stdout, stderr = refused
     assert rc == 2 and "forecaster_input: prediction" in stderr.strip().splitlines()[-1]
-    rc, stdout, stderr = run("train.py", *common, "--forecaster_input", "prediction",
-                             "--log_interval", "1")
+    rc, stdout, stderr = trained
     assert rc == 0, stderr[-2000:]
     assert "epoch: 1 step: 2, loss is" in stdout
     params = ms.load_checkpoint(os.path.join(out, "checkpoints", "convlstm-1_2.ckpt"))
     assert "forecaster.0.conv_xh.weight" in params  # the fed first forecaster layer
-    rc, stdout, stderr = run("eval.py", "--config_path", CPU, "--data_path", mmnist_dir,
-                             "--ckpt_file", os.path.join(out, "checkpoints"), *TINY_CONVLSTM,
-                             "--forecaster_input", "prediction", "--structure", "encoder_forecaster")
+    rc, stdout, stderr = evaluated
     assert rc == 0, stderr[-2000:]
 
 
@@ -170,29 +182,36 @@ def test_stack_trains_evaluates_exports_and_is_told_apart(mmnist_dir, tmp_path):
     out = str(tmp_path / "run")
     stack = [*TINY_CONVLSTM, "--structure", "stack", "--forecaster_input", "prediction"]
     common = ["--config_path", CPU, "--data_path", mmnist_dir, *stack]
-    rc, stdout, stderr = run("train.py", *common, "--output_dir", out, "--epoch_size", "1",
-                             "--scheduled_sampling_steps", "0", "--log_interval", "1",
-                             "--ssim_loss_weight", "1.0")
+    ckpt = os.path.join(out, "checkpoints", "convlstm-1_2.ckpt")
+    results = run_commands(  # in one process: tests/entry_runner.py
+        ["train.py", *common, "--output_dir", out, "--epoch_size", "1",
+         "--scheduled_sampling_steps", "0", "--log_interval", "1", "--ssim_loss_weight", "1.0"],
+        ["eval.py", *common, "--ckpt_file", ckpt, "--result_dir", tmp_path / "eval"],
+        ["export.py", *common, "--ckpt_file", ckpt, "--file_format", "ONNX",
+         "--file_name", tmp_path / "stack"],
+        ["eval.py", "--config_path", CPU, "--data_path", mmnist_dir, *TINY_CONVLSTM,
+         "--structure", "encoder_forecaster", "--ckpt_file", ckpt],
+        ["eval.py", "--config_path", CPU, "--data_path", mmnist_dir, *TINY_CONVLSTM,
+         "--structure", "stack", "--forecaster_input", "prediction", "--head_kernel", "1",
+         "--ckpt_file", ckpt],
+        ["train.py", *common, "--forecaster_input", "none", "--output_dir", out])
+    trained, evaluated, exported, other_structure, other_head, refused = results
+    rc, stdout, stderr = trained
     assert rc == 0, stderr[-2000:]
     assert "epoch: 1 step: 2, loss is" in stdout
-    ckpt = os.path.join(out, "checkpoints", "convlstm-1_2.ckpt")
     assert "stack.0.conv_xh.weight" in ms.load_checkpoint(ckpt)
-    rc, stdout, stderr = run("eval.py", *common, "--ckpt_file", ckpt, "--result_dir", str(tmp_path / "eval"))
+    rc, stdout, stderr = evaluated
     assert rc == 0, stderr[-2000:]
     metrics = json.load(open(tmp_path / "eval" / "metrics.json"))
     assert metrics["num_samples"] == 6 and metrics["model"]["mse"] > 0
-    rc, stdout, stderr = run("export.py", *common, "--ckpt_file", ckpt, "--file_format", "ONNX",
-                             "--file_name", str(tmp_path / "stack"))
+    rc, stdout, stderr = exported
     assert rc == 0, stderr[-2000:]
     assert os.path.getsize(tmp_path / "stack.onnx") > 1000
-    rc, _, stderr = run("eval.py", "--config_path", CPU, "--data_path", mmnist_dir, *TINY_CONVLSTM,
-                        "--structure", "encoder_forecaster", "--ckpt_file", ckpt)
+    rc, _, stderr = other_structure
     assert rc == 2 and len(stderr.strip().splitlines()) == 1, stderr[-2000:]
     assert "does not fit the network" in stderr and "structure, forecaster_input" in stderr
-    rc, _, stderr = run("eval.py", "--config_path", CPU, "--data_path", mmnist_dir, *TINY_CONVLSTM,
-                        "--structure", "stack", "--forecaster_input", "prediction", "--head_kernel", "1",
-                        "--ckpt_file", ckpt)
+    rc, _, stderr = other_head
     assert rc == 2 and len(stderr.strip().splitlines()) == 1, stderr[-2000:]
     assert "head.weight" in stderr and "head_kernel" in stderr
-    rc, _, stderr = run("train.py", *common, "--forecaster_input", "none", "--output_dir", out)
+    rc, _, stderr = refused
     assert rc == 2 and "forecaster_input: prediction" in stderr.strip().splitlines()[-1]

@@ -15,7 +15,8 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY_CONVLSTM, write_cifar10_bin
+from conftest import ROOT, TINY_CONVLSTM, write_cifar10_bin, write_mmnist_dir
+from entry_runner import run_commands
 from src.model_utils.config import ConfigError, get_config
 from src.model_utils.errors import (DataError, UserError, atomic_write_text, exit_on_user_error,
                                     user_message, writing)
@@ -207,13 +208,16 @@ def checkpoints(tmp_path_factory):
 
 def test_cifar_file_cut_mid_record_train_and_eval(cifar_dir, tmp_path, checkpoints):
     cut(os.path.join(cifar_dir, "data_batch_1.bin"), 3073 * 50 + 1000)
-    res = run_entry("train.py", "--data_path", cifar_dir, "--output_dir", tmp_path / "out")
-    assert_one_line(res, "data_batch_1.bin is not a CIFAR-10 binary file", "record 51")
-    assert not (tmp_path / "out").exists()
     cut(os.path.join(cifar_dir, "test_batch.bin"), 3073 * 10 - 1)
-    res = run_entry("eval.py", "--data_path", cifar_dir, "--ckpt_file", checkpoints["cifar"],
-                    "--result_dir", tmp_path / "eval")
-    assert_one_line(res, "test_batch.bin is not a CIFAR-10 binary file")
+    trained, evaluated = run_commands(  # in one process: tests/entry_runner.py
+        ["train.py", "--data_path", cifar_dir, "--output_dir", tmp_path / "out"],
+        ["eval.py", "--data_path", cifar_dir, "--ckpt_file", checkpoints["cifar"],
+         "--result_dir", tmp_path / "eval"])
+    assert_one_line(subprocess.CompletedProcess("train.py", *trained),
+                    "data_batch_1.bin is not a CIFAR-10 binary file", "record 51")
+    assert not (tmp_path / "out").exists()
+    assert_one_line(subprocess.CompletedProcess("eval.py", *evaluated),
+                    "test_batch.bin is not a CIFAR-10 binary file")
     assert not (tmp_path / "eval").exists()
 
 
@@ -240,25 +244,16 @@ def write_bad_idx(path, case):
         f.write(data)
 
 
-@pytest.mark.parametrize("case, words", [("truncated_gz", "truncated or corrupt"),
-                                         ("garbled", "truncated or corrupt"),
-                                         ("wrong_magic", "bad idx magic number"),
-                                         ("short_payload", "holds 784 data bytes, expected 15680")])
-def test_bad_idx_file_for_moving_mnist_training(mmnist_dir, tmp_path, case, words):
-    write_bad_idx(os.path.join(mmnist_dir, "train-images-idx3-ubyte.gz"), case)
-    res = run_entry("train.py", "--config_path", MMNIST_CPU, *TINY_CONVLSTM, "--data_path", mmnist_dir,
-                    "--output_dir", tmp_path / "out")
-    assert_one_line(res, "train-images-idx3-ubyte.gz", words)
+BAD_IDX = {"truncated_gz": "truncated or corrupt", "garbled": "truncated or corrupt",
+           "wrong_magic": "bad idx magic number",
+           "short_payload": "holds 784 data bytes, expected 15680"}
+BAD_TEST_SEQ = {"truncated": "not a readable .npy file",
+                "wrong_shape": "got uint8 (10, 5, 32, 32), expected uint8 (time=20",
+                "float_above_one": "got float64 (20, 6, 32, 32)",
+                "not_npy": "not a readable .npy file"}
 
 
-@pytest.mark.parametrize("case, words", [
-    ("truncated", "not a readable .npy file"),
-    ("wrong_shape", "got uint8 (10, 5, 32, 32), expected uint8 (time=20"),
-    ("float_above_one", "got float64 (20, 6, 32, 32)"),
-    ("not_npy", "not a readable .npy file"),
-])
-def test_bad_mnist_test_seq_for_evaluation(mmnist_dir, tmp_path, checkpoints, case, words):
-    path = os.path.join(mmnist_dir, "mnist_test_seq.npy")
+def write_bad_test_seq(path, case):
     if case == "truncated":
         cut(path, os.path.getsize(path) - 1000)
     elif case == "wrong_shape":
@@ -268,9 +263,39 @@ def test_bad_mnist_test_seq_for_evaluation(mmnist_dir, tmp_path, checkpoints, ca
     else:
         with open(path, "wb") as f:
             f.write(b"not an npy file at all" * 10)
-    res = run_entry("eval.py", "--config_path", MMNIST_CPU, *TINY_CONVLSTM, "--data_path", mmnist_dir,
-                    "--ckpt_file", checkpoints["convlstm"], "--result_dir", tmp_path / "eval")
-    assert_one_line(res, "mnist_test_seq.npy", words)
+
+
+@pytest.fixture(scope="module")
+def bad_moving_mnist_runs(tmp_path_factory, checkpoints):
+    """train.py on each bad idx file and eval.py on each bad mnist_test_seq.npy (a data folder per
+    case), all in one process (tests/entry_runner.py): {(kind, case): (code, stdout, stderr)}."""
+    commands, keys = [], []
+    for case in BAD_IDX:
+        tmp = tmp_path_factory.mktemp(f"idx_{case}")
+        data = write_mmnist_dir(tmp / "mmnist")
+        write_bad_idx(os.path.join(data, "train-images-idx3-ubyte.gz"), case)
+        commands.append(["train.py", "--config_path", MMNIST_CPU, *TINY_CONVLSTM, "--data_path", data,
+                         "--output_dir", tmp / "out"])
+        keys.append(("idx", case))
+    for case in BAD_TEST_SEQ:
+        tmp = tmp_path_factory.mktemp(f"seq_{case}")
+        data = write_mmnist_dir(tmp / "mmnist")
+        write_bad_test_seq(os.path.join(data, "mnist_test_seq.npy"), case)
+        commands.append(["eval.py", "--config_path", MMNIST_CPU, *TINY_CONVLSTM, "--data_path", data,
+                         "--ckpt_file", checkpoints["convlstm"], "--result_dir", tmp / "eval"])
+        keys.append(("test_seq", case))
+    return dict(zip(keys, (subprocess.CompletedProcess(c, code, out, err) for c, (code, out, err)
+                           in zip(commands, run_commands(*commands)))))
+
+
+@pytest.mark.parametrize("case, words", sorted(BAD_IDX.items()))
+def test_bad_idx_file_for_moving_mnist_training(bad_moving_mnist_runs, case, words):
+    assert_one_line(bad_moving_mnist_runs["idx", case], "train-images-idx3-ubyte.gz", words)
+
+
+@pytest.mark.parametrize("case, words", sorted(BAD_TEST_SEQ.items()))
+def test_bad_mnist_test_seq_for_evaluation(bad_moving_mnist_runs, case, words):
+    assert_one_line(bad_moving_mnist_runs["test_seq", case], "mnist_test_seq.npy", words)
 
 
 def test_bad_image_folders(tmp_path):

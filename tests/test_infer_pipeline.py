@@ -1,5 +1,7 @@
-"""Deployment pipeline on CPU: train -> export MINDIR -> scripts/run_infer_cpu.sh (preprocess.py,
-``python -m src.infer``, postprocess.py) must reproduce eval.py exactly.
+"""Deployment pipeline on CPU: checkpoint -> export MINDIR -> scripts/run_infer_cpu.sh (preprocess.py,
+``python -m src.infer``, postprocess.py) must reproduce eval.py exactly. The checkpoints hold random
+weights, BatchNorm statistics and peepholes included (test_export's ``random_checkpoint``): the
+pipeline must reproduce whatever network it is given; training is test_train_e2e's.
 
 Preprocessing is the evaluation pipeline of src/data, so the classifier's count of correct images
 must be *equal* to the classification task's ``evaluate`` on the same checkpoint and data, and ConvLSTM's MSE
@@ -25,7 +27,6 @@ from src.evaluate import predict_batches
 from src.tasks import create_task
 from src.infer import TIME_FILE, parse_latency_file, run_inference
 from src.model_utils.config import get_config
-from src.trainer import train
 from test_export import MMNIST_CPU, TINY_CONVLSTM, random_checkpoint
 
 CIFAR_CPU = os.path.join(ROOT, "config", "cifar10_config_cpu.yaml")
@@ -56,11 +57,7 @@ def check_latency(time_dir, count):
 
 def test_classifier_cpu_pipeline_equals_eval(cifar_dir, tmp_path, capsys):
     common = ["--config_path", CIFAR_CPU, "--data_path", cifar_dir]
-    cfg = get_config(common + ["--output_dir", str(tmp_path / "run"), "--batch_size", "32",
-                               "--epoch_size", "1", "--warmup_epochs", "0", "--lr", "0.05",
-                               "--log_interval", "0", "--progress_bar", "off"])
-    ckpt = os.path.join(train(cfg)["checkpoint_dir"], "tinydarknet-1_3.ckpt")
-    assert os.path.isfile(ckpt)
+    ckpt = random_checkpoint(get_config(common), str(tmp_path / "tinydarknet.ckpt"))
 
     # eval.py's way: the CPU network (im2col convs), the eval pipeline at batch 8
     eval_cfg = get_config(common + ["--eval_batch_size", "8"])

@@ -5,11 +5,10 @@ The commands are discovered, not listed: every module under ``src/`` and ``bench
 ``__main__`` block (run as ``python -m <module>``) and every entry script at the repository root
 (``python <script>.py``), so a new tool is covered as soon as it exists. One child process runs
 them all (``runpy``, as ``-m`` and ``python file.py`` do), each with its stdout / stderr file
-descriptors captured, so output written below Python (MindSpore's C++ log) counts too.
+descriptors captured (tests/entry_runner.py), so output written below Python counts too.
 The launchers ``scripts/run_*.sh`` answer ``--help`` with their usage and exit 0 as well.
 """
 import glob
-import json
 import os
 import re
 import subprocess
@@ -18,6 +17,7 @@ import sys
 import pytest
 
 from conftest import ROOT
+from entry_runner import run_commands
 
 MAIN_GUARD = re.compile(r"^if __name__ == [\"']__main__[\"']:", re.M)
 CASES = {"help": ["--help"], "bogus": ["--bogus_flag_xyz", "1"]}
@@ -46,58 +46,19 @@ def discover_commands():
 
 COMMANDS = discover_commands()
 
-# the child: run each command with each case's argv, file descriptors 1 and 2 redirected to files
-CHILD = r'''
-import contextlib, json, os, runpy, sys, tempfile
-commands, cases = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-report = os.fdopen(os.dup(1), "w")
-results = {}
-for name, kind, target in commands:
-    for case, args in cases.items():
-        saved = os.dup(1), os.dup(2)
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            os.dup2(out.fileno(), 1)
-            os.dup2(err.fileno(), 2)
-            sys.argv = [target] + list(args)
-            code = 0
-            try:
-                if kind == "module":
-                    runpy.run_module(target, run_name="__main__", alter_sys=True)
-                else:
-                    runpy.run_path(target, run_name="__main__")
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-                if not isinstance(exc.code, (int, type(None))):
-                    print(exc.code, file=sys.stderr)
-            except BaseException:  # a traceback: what the test must catch
-                import traceback
-                traceback.print_exc()
-                code = 1
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            texts = []
-            for f in (out, err):
-                f.seek(0)
-                texts.append(f.read().decode("utf-8", "replace"))
-        results[f"{name} {case}"] = [code, texts[0], texts[1]]
-report.write(json.dumps(results))
-report.flush()
-'''
-
 
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
-    """{"<command> <case>": [exit code, stdout, stderr]} of every command, from one child process."""
-    env = dict(os.environ, GLOG_v="3", PYTHONPATH=ROOT, HOME=str(tmp_path_factory.mktemp("home")))
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(COMMANDS), json.dumps(CASES)],
-                          cwd=str(tmp_path_factory.mktemp("cwd")), capture_output=True, text=True,
-                          timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
+    """{"<command> <case>": (exit code, stdout, stderr)} of every command, from one child process
+    (tests/entry_runner.py) with a temporary HOME."""
+    argvs, keys = [], []
+    for name, kind, target in COMMANDS:
+        for case, args in CASES.items():
+            argvs.append((["-m", target] if kind == "module" else [os.path.basename(target)]) + args)
+            keys.append(f"{name} {case}")
+    results = run_commands(*argvs, cwd=tmp_path_factory.mktemp("cwd"), timeout=600,
+                           env={"GLOG_v": "3", "HOME": str(tmp_path_factory.mktemp("home"))})
+    return dict(zip(keys, results))
 
 
 def test_discovery_finds_the_known_commands():

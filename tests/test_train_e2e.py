@@ -1,23 +1,16 @@
 """End to end on a tiny CIFAR-10-format set: train -> checkpoint -> resume (exact) -> eval."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import mindspore as ms
 
 from conftest import ROOT
+from entry_runner import run_commands
 from src.model_utils.config import get_config
 from src.trainer import train
 
 CPU = os.path.join(ROOT, "config", "cifar10_config_cpu.yaml")
-
-
-def run(script, *args):
-    out = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
-    return out.returncode, out.stdout, out.stderr
 
 
 def weights(path):
@@ -30,7 +23,7 @@ def test_train_resume_eval_cli(cifar_dir, tmp_path):
     out = str(tmp_path / "run")
     common = ["--config_path", CPU, "--data_path", cifar_dir, "--output_dir", out,
               "--batch_size", "16", "--log_interval", "2", "--warmup_epochs", "0", "--lr", "0.05"]
-    rc, stdout, stderr = run("train.py", *common, "--epoch_size", "1")
+    (rc, stdout, stderr), = run_commands(["train.py", *common, "--epoch_size", "1"])
     assert rc == 0, stderr[-2000:]
     assert "epoch: 1 step: 2, loss is" in stdout and "per step time:" in stdout
     ckpt1 = os.path.join(out, "checkpoints", "tinydarknet-1_6.ckpt")
@@ -39,8 +32,12 @@ def test_train_resume_eval_cli(cifar_dir, tmp_path):
     history = [json.loads(l) for l in open(os.path.join(out, "loss_history.jsonl"))]
     assert [h["global_step"] for h in history] == [1, 2, 3, 4, 5, 6]
 
-    # --resume takes the run folder too: its newest checkpoint (the file itself: test_run_guard)
-    rc, stdout, stderr = run("train.py", *common, "--epoch_size", "2", "--resume", out)
+    # --resume takes the run folder too: its newest checkpoint (the file itself: test_run_guard);
+    # resume and eval in one process (tests/entry_runner.py)
+    (rc, stdout, stderr), evaluated = run_commands(
+        ["train.py", *common, "--epoch_size", "2", "--resume", out],
+        ["eval.py", "--config_path", CPU, "--data_path", cifar_dir, "--ckpt_file", ckpt1,
+         "--batch_size", "16"])
     assert rc == 0, stderr[-2000:]
     assert f"--resume {out}: its newest checkpoint is {ckpt1}" in stdout
     assert "epoch: 2 step: 6, loss is" in stdout and "epoch: 1 step" not in stdout
@@ -49,8 +46,7 @@ def test_train_resume_eval_cli(cifar_dir, tmp_path):
          if f.endswith(".ckpt")], key=os.path.getmtime)[-1])
     assert int(params["epoch_num"].asnumpy()) == 2 and int(params["global_step"].asnumpy().item()) == 12
 
-    rc, stdout, stderr = run("eval.py", "--config_path", CPU, "--data_path", cifar_dir,
-                             "--ckpt_file", ckpt1, "--batch_size", "16")
+    rc, stdout, stderr = evaluated
     assert rc == 0, stderr[-2000:]
     assert "'top_1_accuracy':" in stdout and "'top_5_accuracy':" in stdout and "40 images" in stdout
     metrics = json.load(open(os.path.join(out, "eval", "metrics.json")))
@@ -58,15 +54,16 @@ def test_train_resume_eval_cli(cifar_dir, tmp_path):
 
 
 def test_resume_continues_exactly(cifar_dir, tmp_path):
-    """2 epochs straight == 1 epoch + resume for 1 (one full batch per epoch, no augmentation)."""
+    """2 epochs straight == its epoch-1 checkpoint + resume for 1 (one full batch per epoch, no
+    augmentation): weights, moments and the LR position all come back."""
     base = ["--config_path", CPU, "--data_path", cifar_dir, "--batch_size", "96", "--augment",
             "false", "--warmup_epochs", "1", "--lr", "0.02", "--log_interval", "0",
-            # one kernel per layer in all three runs (auto may change its choice between runs as
+            # one kernel per layer in both runs (auto may change its choice between runs as
             # its probe completes: other kernels, other float rounding)
             "--conv_impl", "native"]
     straight = train(get_config(base + ["--epoch_size", "2", "--output_dir", str(tmp_path / "a")]))
-    train(get_config(base + ["--epoch_size", "1", "--output_dir", str(tmp_path / "b")]))
-    first = os.path.join(tmp_path, "b", "checkpoints", "tinydarknet-1_1.ckpt")
+    # the straight run's epoch-1 checkpoint is what a run stopped after epoch 1 leaves
+    first = os.path.join(straight["checkpoint_dir"], "tinydarknet-1_1.ckpt")
     train(get_config(base + ["--epoch_size", "2", "--output_dir", str(tmp_path / "c"),
                              "--resume", first]))
     a = weights(os.path.join(straight["checkpoint_dir"], "tinydarknet-2_1.ckpt"))
@@ -80,13 +77,18 @@ def test_resume_continues_exactly(cifar_dir, tmp_path):
 
 
 def test_bad_data_and_checkpoint_are_one_line_errors(tmp_path, cifar_dir):
-    rc, _, stderr = run("train.py", "--data_path", str(tmp_path / "nowhere"))
-    assert rc == 2 and stderr.strip().startswith("error: CIFAR-10 folder not found")
-    rc, _, stderr = run("train.py", "--data_path", cifar_dir, "--batch_size", "500")
-    assert rc == 2 and "fewer samples per rank than one batch" in stderr
     junk = tmp_path / "junk.ckpt"
     junk.write_text("not a checkpoint")
-    rc, _, stderr = run("eval.py", "--data_path", cifar_dir, "--ckpt_file", str(junk))
+    nowhere, small, bad_ckpt, no_ckpt = run_commands(  # in one process: tests/entry_runner.py
+        ["train.py", "--data_path", tmp_path / "nowhere"],
+        ["train.py", "--data_path", cifar_dir, "--batch_size", "500"],
+        ["eval.py", "--data_path", cifar_dir, "--ckpt_file", junk],
+        ["eval.py", "--data_path", cifar_dir])
+    rc, _, stderr = nowhere
+    assert rc == 2 and stderr.strip().startswith("error: CIFAR-10 folder not found")
+    rc, _, stderr = small
+    assert rc == 2 and "fewer samples per rank than one batch" in stderr
+    rc, _, stderr = bad_ckpt
     assert rc == 2 and "is not a MindSpore checkpoint" in stderr
-    rc, _, stderr = run("eval.py", "--data_path", cifar_dir)
+    rc, _, stderr = no_ckpt
     assert rc == 2 and "pass --ckpt_file" in stderr
