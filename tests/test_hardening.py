@@ -525,11 +525,57 @@ def test_saved_checkpoints_carry_crc_and_optimizer(two_epochs):
     assert meta["model_name"] == "tinydarknet" and meta["optimizer"] == "momentum"
 
 
-def test_resume_with_another_model_names_the_model_first(two_epochs, tmp_path):
-    # epoch_size 1: "already finished epoch 1" would be true too, but the model comes first
-    res = run_entry("train.py", "--config_path", MMNIST_CPU, *TINY_CONVLSTM, "--data_path", tmp_path,
-                    "--output_dir", tmp_path / "out", "--epoch_size", "1", "--resume", two_epochs["epoch1"])
-    assert_one_line(res, "holds a tinydarknet model but the config builds convlstm")
+@pytest.fixture(scope="module")
+def resumed(two_epochs, tmp_path_factory):
+    """The resumed runs of the tests below, in ONE train.py process (tests/entry_runner.py; not in
+    this process, see train_cli): {"root": folder, name: CompletedProcess}.
+
+    * "model": a ConvLSTM config resuming the Tiny-DarkNet checkpoint (epoch_size 1: "already
+      finished epoch 1" would be true too, but the model comes first);
+    * "kill": a copy of the run as a kill during epoch 2 leaves it (its history holds half of
+      epoch 2 and a cut line, the epoch-2 checkpoint is missing, two temporary checkpoint files
+      are the newest files) resumed from epoch 1;
+    * "batch": resumed from epoch 2 with batch 32 and a cosine schedule over 3 epochs;
+    * "optimizer": resumed from epoch 1 with Adam (the checkpoint holds momentum state)."""
+    import shutil
+    from src.checkpoint import latest_checkpoint
+    root = tmp_path_factory.mktemp("resumed")
+    run = root / "kill"
+    shutil.copytree(two_epochs["run"], run)
+    history = run / "loss_history.jsonl"
+    lines = history.read_text().splitlines(keepends=True)
+    assert len(lines) == 12
+    history.write_text("".join(lines[:9]) + '{"epoch": 2, "step": 4, "glo')  # killed mid-write
+    ckpts = run / "checkpoints"
+    os.remove(ckpts / "tinydarknet-2_6.ckpt")
+    for orphan in ("tinydarknet-2_6.tmp", "converted.ckpt.tmp.ckpt"):
+        (ckpts / orphan).write_bytes(b"half a checkpoint")
+        os.utime(ckpts / orphan)  # the newest files of the folder
+    assert latest_checkpoint(str(ckpts)).endswith("tinydarknet-1_6.ckpt")
+    commands = {
+        "model": ["train.py", "--config_path", MMNIST_CPU, *TINY_CONVLSTM, "--data_path", root,
+                  "--output_dir", root / "model", "--epoch_size", "1", "--resume", two_epochs["epoch1"]],
+        "kill": ["train.py", *cifar_args(two_epochs["data"], run, "--epoch_size", 2, "--resume",
+                                         ckpts / "tinydarknet-1_6.ckpt")],
+        "batch": ["train.py", *cifar_args(two_epochs["data"], root / "batch", "--epoch_size", 3,
+                                          "--batch_size", 32, "--lr_scheduler", "cosine", "--resume",
+                                          two_epochs["epoch2"])],
+        "optimizer": ["train.py", *cifar_args(two_epochs["data"], root / "optimizer", "--epoch_size", 2,
+                                              "--optimizer", "adam", "--lr", "0.001", "--resume",
+                                              two_epochs["epoch1"])],
+    }
+    results = run_commands(*commands.values())
+    return dict(root=root, **{name: subprocess.CompletedProcess(cmd, *result)
+                              for (name, cmd), result in zip(commands.items(), results)})
+
+
+def trained_stdout(res):
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+def test_resume_with_another_model_names_the_model_first(resumed):
+    assert_one_line(resumed["model"], "holds a tinydarknet model but the config builds convlstm")
 
 
 def test_resume_with_other_shapes_is_one_line(mmnist_dir, tmp_path):
@@ -546,53 +592,38 @@ def test_resume_with_other_shapes_is_one_line(mmnist_dir, tmp_path):
     assert "already finished" not in line and not (tmp_path / "out").exists()
 
 
-def test_kill_and_resume_keeps_each_step_once_and_removes_orphans(two_epochs, tmp_path):
+def test_kill_and_resume_keeps_each_step_once_and_removes_orphans(resumed):
     """A run killed during epoch 2 (its history holds half of epoch 2, a cut line, a temporary
     checkpoint) resumes from epoch 1: every step is in the history once, the .tmp files are gone."""
     import json
-    import shutil
-    from src.checkpoint import latest_checkpoint
-    run = tmp_path / "run"
-    shutil.copytree(two_epochs["run"], run)
-    history = run / "loss_history.jsonl"
-    lines = history.read_text().splitlines(keepends=True)
-    assert len(lines) == 12
-    history.write_text("".join(lines[:9]) + '{"epoch": 2, "step": 4, "glo')  # killed mid-write
-    ckpts = run / "checkpoints"
-    os.remove(ckpts / "tinydarknet-2_6.ckpt")
-    for orphan in ("tinydarknet-2_6.tmp", "converted.ckpt.tmp.ckpt"):
-        (ckpts / orphan).write_bytes(b"half a checkpoint")
-        os.utime(ckpts / orphan)  # the newest files of the folder
-    assert latest_checkpoint(str(ckpts)).endswith("tinydarknet-1_6.ckpt")
-    out = train_cli(cifar_args(two_epochs["data"], run, "--epoch_size", 2, "--resume",
-                               ckpts / "tinydarknet-1_6.ckpt"))
+    run = resumed["root"] / "kill"
+    out = trained_stdout(resumed["kill"])
     assert "removed 2 unfinished checkpoint file(s)" in out and "dropped 4 records after epoch 1" in out
-    records = [json.loads(l) for l in history.read_text().splitlines()]
+    records = [json.loads(l) for l in (run / "loss_history.jsonl").read_text().splitlines()]
     assert [r["global_step"] for r in records] == list(range(1, 13))
-    assert not [f for f in os.listdir(ckpts) if ".tmp" in f]
+    assert not [f for f in os.listdir(run / "checkpoints") if ".tmp" in f]
 
 
-def test_resume_with_another_batch_size_remaps_the_schedule(two_epochs, tmp_path):
+def test_resume_with_another_batch_size_remaps_the_schedule(resumed):
     import json
     import mindspore as ms
     from src.lr_scheduler import create_lr
-    out = train_cli(cifar_args(two_epochs["data"], tmp_path / "run", "--epoch_size", 3, "--batch_size", 32,
-                               "--lr_scheduler", "cosine", "--resume", two_epochs["epoch2"]))
+    run = resumed["root"] / "batch"
+    out = trained_stdout(resumed["batch"])
     assert "was saved at step 12" in out and "continues at step 6" in out
-    last = ms.load_checkpoint(str(tmp_path / "run" / "checkpoints" / "tinydarknet-3_3.ckpt"))
+    last = ms.load_checkpoint(str(run / "checkpoints" / "tinydarknet-3_3.ckpt"))
     assert int(last["global_step"].asnumpy().reshape(-1)[0]) == 9  # 3 epochs x 3 steps
-    lrs = [json.loads(l)["lr"] for l in open(tmp_path / "run" / "loss_history.jsonl")]
+    lrs = [json.loads(l)["lr"] for l in open(run / "loss_history.jsonl")]
     expected = create_lr("cosine", 0.05, 3, 3)[6:9]  # epoch 3 of the new schedule, not steps 12..
     np.testing.assert_allclose(lrs, expected, rtol=1e-6)
 
 
-def test_resume_with_another_optimizer_warns_in_one_line(two_epochs, tmp_path):
+def test_resume_with_another_optimizer_warns_in_one_line(resumed):
     import mindspore as ms
-    out = train_cli(cifar_args(two_epochs["data"], tmp_path / "run", "--epoch_size", 2, "--optimizer",
-                               "adam", "--lr", "0.001", "--resume", two_epochs["epoch1"]))
+    out = trained_stdout(resumed["optimizer"])
     warnings = [l for l in out.splitlines() if l.startswith("warning:")]
     assert len(warnings) == 1 and "holds no adam state (trained with momentum)" in warnings[0]
-    last = ms.load_checkpoint(str(tmp_path / "run" / "checkpoints" / "tinydarknet-2_6.ckpt"))
+    last = ms.load_checkpoint(str(resumed["root"] / "optimizer" / "checkpoints" / "tinydarknet-2_6.ckpt"))
     assert int(last["global_step"].asnumpy().reshape(-1)[0]) == 12  # the schedule went on at step 6
 
 
