@@ -22,6 +22,7 @@ from src.checkpoint import (CHECKPOINT_INFO, SafeModelCheckpoint, check_resume, 
                             read_checkpoint, remove_orphan_tmp, resolve_checkpoint, resume_state,
                             trim_history)
 from src.data import create_dataset_from_config
+from src.kernels.plan import record_run
 from src.lr_scheduler import create_lr
 from src.model_utils.config import save_config
 from src.model_utils.device import setup_device
@@ -109,7 +110,7 @@ def train(cfg):
 
     # 3. network (optionally from a pre-trained checkpoint)
     # its kernels: decided by rank 0 (or read from the resumed run) and recorded in out_dir
-    network = create_model_from_config(cfg, run_dir=out_dir, rank=rank)
+    network = create_model_from_config(cfg, run_dir=out_dir, rank=rank, write_record=False)
     initial_epoch = check_resume(cfg.resume, resume_params, cfg, network) if cfg.resume else 0
     if initial_epoch >= cfg.epoch_size:
         raise UserError(f"{cfg.resume} already finished epoch {initial_epoch}; pass "
@@ -125,6 +126,7 @@ def train(cfg):
     if steps_per_epoch == 0:
         raise UserError(f"the training data at {cfg.data_path} has fewer samples per rank than one "
                         f"batch ({cfg.batch_size}): lower --batch_size or add data")
+    record_run(network.kernel_record)  # the data is readable: the run folder gets its kernels
     params = trainable_params(network, cfg.model_name, cfg.freeze_backbone)
 
     # 5. precision (the device decides), learning rate, optimizer, loss

@@ -336,15 +336,25 @@ def measures(settings, device_target):
     return device_target == "CPU" and any(_setting(kind, settings)[0] != "native" for kind in KINDS)
 
 
+def record_run(record):
+    """Write a record that :func:`configure` left for the run folder (``pending_target``), once;
+    a no-op for a record read from elsewhere or already written."""
+    target = record.pop("pending_target", None)
+    if target:
+        write_record(target, record)
+
+
 def configure(network, input_shape, batch, settings, device_target="CPU", pinned=None,
-              out_dir=None, rank=0, log=print, **decide_kw):
+              out_dir=None, rank=0, log=print, write=True, **decide_kw):
     """Decide (or read) and apply the kernel choices of ``network`` for a run; returns the record.
 
     ``pinned``: a record file to apply (``kernel_choices``; a resumed run's or an evaluated
     checkpoint's). Else rank 0 (or a process without ``out_dir``) decides from ``settings`` at
     ``batch`` for inputs of ``input_shape`` (batch 1), and ranks > 0 wait for rank 0's file when
     deciding may measure (:func:`measures`), else decide alike by themselves.
-    With ``out_dir`` rank 0 writes the record there. One log line."""
+    With ``out_dir`` rank 0 writes the record there (``write=False``: later, by
+    :func:`record_run`, e.g. once the run's data proved readable, so a run that fails before
+    training leaves no folder behind). One log line."""
     target = os.path.join(out_dir, RECORD_NAME) if out_dir else None
     if pinned:
         record, how = read_record(pinned), f"from {pinned}"
@@ -359,7 +369,9 @@ def configure(network, input_shape, batch, settings, device_target="CPU", pinned
             for kind, detail in sorted(record["unavailable"].items()):
                 log(f"kernel choices: {kind} C++ kernels not available ({detail})")
     if target and rank == 0 and (not pinned or os.path.abspath(pinned) != os.path.abspath(target)):
-        write_record(target, record)
+        record = dict(record, pending_target=target)
+        if write:
+            record_run(record)
         how += f"; recorded in {target}"
     apply(network, record, log)
     if log:

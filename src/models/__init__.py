@@ -102,18 +102,22 @@ def create_model(name, **kwargs):
 KERNEL_KEYS = ("conv_impl", "layer_impl", "gate_impl")  # the config keys src.kernels decides by
 
 
-def create_model_from_config(cfg, export=False, batch_size=None, log=print, run_dir=None, rank=0):
+def create_model_from_config(cfg, export=False, batch_size=None, log=print, run_dir=None, rank=0,
+                             write_record=True):
     """The configured network: built from plain sizes, then (unless ``export``) its kernels chosen
     and set by ``src.kernels.plan.configure`` at ``batch_size`` (default the training batch):
     from ``cfg.kernel_choices`` when set, else decided (``conv_impl`` / ``layer_impl`` /
     ``gate_impl``) and, with ``run_dir``, recorded there by rank 0 (ranks > 0 read it).
-    ``export=True``: native ops only (exportable)."""
+    ``write_record=False``: the record is kept as ``network.kernel_record`` for the caller to
+    write with ``src.kernels.plan.record_run``. ``export=True``: native ops only (exportable)."""
     spec = get_model_spec(cfg.model_name)
     network = spec.build(**spec.kwargs_from_config(cfg))
     if not export:
-        configure(network, spec.input_shape(cfg, 1), batch_size or cfg.batch_size,
-                  {key: cfg.get(key, "auto") for key in KERNEL_KEYS}, cfg.device_target,
-                  pinned=cfg.get("kernel_choices") or None, out_dir=run_dir, rank=rank, log=log)
+        network.kernel_record = configure(
+            network, spec.input_shape(cfg, 1), batch_size or cfg.batch_size,
+            {key: cfg.get(key, "auto") for key in KERNEL_KEYS}, cfg.device_target,
+            pinned=cfg.get("kernel_choices") or None, out_dir=run_dir, rank=rank, log=log,
+            write=write_record)
     return network
 
 
