@@ -37,8 +37,9 @@
 # (see above), RUN_DIR, PYTHON, DRY_RUN=1 (print the commands only).
 # Each host needs the same code and environment, the data at DATA_PATH (the whole set: every rank
 # reads its own shard of it), host 0's PORT reachable from the others, and output_dir on storage
-# every host sees (rank 0 writes kernel_choices.json there, which the other ranks wait for at
-# start, and the checkpoints to resume from), or --kernel_choices FILE given on every host.
+# every host sees for the checkpoints to resume from. On CPU with measured kernels (conv_impl /
+# layer_impl / gate_impl auto) the other ranks also wait there for rank 0's kernel_choices.json:
+# share output_dir or give --kernel_choices FILE on every host (GPU / Ascend need neither).
 { # the whole script is read before it runs: editing the file cannot change a running launcher
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
