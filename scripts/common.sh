@@ -65,6 +65,14 @@ is_uint() {
     [[ "${1:-}" =~ ^[0-9]+$ ]]
 }
 
+# device_target_or_usage "<usage line>" TARGET: usage error unless TARGET is CPU, GPU or Ascend
+device_target_or_usage() {
+    case "$2" in
+        CPU|GPU|Ascend) ;;
+        *) usage "$1" "DEVICE_TARGET must be CPU, GPU or Ascend, got '$2'" ;;
+    esac
+}
+
 # abs_path PATH: absolute, normalised path (relative to the caller's directory; ~ expanded).
 # The path need not exist.
 abs_path() {

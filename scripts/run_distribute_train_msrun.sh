@@ -37,10 +37,7 @@ if wants_help "$@"; then USAGE_STATUS=0 usage "$LINE" "$MORE"; fi
 [ $# -ge 4 ] || usage "$LINE" "$MORE"
 
 TARGET="$1"
-case "$TARGET" in
-    CPU|GPU|Ascend) ;;
-    *) usage "$LINE" "DEVICE_TARGET must be CPU, GPU or Ascend, got '$TARGET'" ;;
-esac
+device_target_or_usage "$LINE" "$TARGET"
 RANK_SIZE="$2"
 { is_uint "$RANK_SIZE" && [ "$RANK_SIZE" -ge 1 ]; } || usage "$LINE" "RANK_SIZE must be a positive number of processes, got '$RANK_SIZE'"
 MASTER_PORT="${MASTER_PORT:-8118}"

@@ -50,10 +50,7 @@ if wants_help "$@"; then USAGE_STATUS=0 usage "$LINE" "$MORE"; fi
 [ $# -ge 7 ] || usage "$LINE" "$MORE"
 
 TARGET="$1"
-case "$TARGET" in
-    CPU|GPU|Ascend) ;;
-    *) usage "$LINE" "DEVICE_TARGET must be CPU, GPU or Ascend, got '$TARGET'" ;;
-esac
+device_target_or_usage "$LINE" "$TARGET"
 HOST_NUM="$2"
 { is_uint "$HOST_NUM" && [ "$HOST_NUM" -ge 1 ]; } || die "HOST_NUM must be the number of hosts (1 or more), got '$HOST_NUM'"
 HOST_INDEX="$3"
