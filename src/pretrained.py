@@ -15,7 +15,6 @@ turns a finished training run (its ``best.ckpt``, ``loss_history.jsonl``,
 """
 import json
 import os
-import platform
 import subprocess
 
 from src.model_utils.config import REPO_ROOT
@@ -68,21 +67,9 @@ def load_pretrained(name, argv=(), folder=PRETRAINED_DIR):
 
 
 def _read_jsonl(path):
-    if not os.path.isfile(path):
-        return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            info = dict(line.split(":", 1) for line in f if ":" in line)
-        name = info.get("model name\t", "").strip()
-        family, model = info.get("cpu family\t", "").strip(), info.get("model\t\t", "").strip()
-        return f"{name} (family {family} model {model}), {os.cpu_count()} cores"
-    except OSError:
-        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    """The records of a run's JSON-lines file ([] when the run did not write it)."""
+    from src.visualize import read_loss_history
+    return read_loss_history(path) if os.path.isfile(path) else []
 
 
 def _git_commit():
@@ -99,6 +86,7 @@ def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR
     state) and its manifest from a finished run and an ``eval.py`` result on held-out data."""
     import mindspore as ms
     from src.checkpoint import file_sha256, read_checkpoint
+    from src.kernels.tuning import machine_info
     from src.model_utils.config import get_config
     from src.models import create_model_from_config
     ckpt = ckpt or os.path.join(run_dir, "best.ckpt")
@@ -120,6 +108,7 @@ def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR
     out = os.path.join(folder, name + ".ckpt")
     ms.save_checkpoint(weights, out, append_dict={"model_name": params["model_name"]}, crc_check=True)
     os.chmod(out, 0o644)  # MindSpore writes checkpoints read-only for the owner
+    machine = machine_info()
     best_epoch = int(params["epoch_num"].asnumpy()) if "epoch_num" in params else None
     best_step = max((r["global_step"] for r in history if r["epoch"] == best_epoch), default=None)
     manifest = {
@@ -135,7 +124,7 @@ def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR
             "minutes": curve[-1]["minutes"],
             "best_epoch": best_epoch,
             "best_step": best_step,
-            "cpu": _cpu_name(),
+            "cpu": f"{machine['cpu']}, {machine['cores']} cores",
             "commit": _git_commit(),
         },
         "held_out": {
