@@ -27,6 +27,14 @@ from src.kernels.tuning import apply_onednn_isa  # noqa: E402
 apply_onednn_isa(log=None)  # the measured oneDNN ISA cap, before any test module imports MindSpore
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (the README's test command): one worker per usable core, at most 4. Each worker
+    starts MindSpore processes of its own (~1 GB each, several threads); on 2 cores two workers
+    keep both busy, since one alone waits on process start-up and compilation half of the time."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 4))
+
+
 def write_cifar10_bin(path, num_records, seed=0, num_classes=10, pattern=True):
     """Write ``num_records`` CIFAR-10 binary records (label byte + R, G, B planes).
 

@@ -46,6 +46,7 @@ PYTHON_DIR = os.path.dirname(os.path.abspath(sys.executable))
 HAS_MSRUN = os.path.isfile(os.path.join(PYTHON_DIR, "msrun")) or shutil.which("msrun") is not None
 CLUSTER_TIME_OUT = 240  # generous: a loaded 2-core machine takes a minute to start a rank
 RUN_TIMEOUT = 600       # seconds per launcher invocation before the test gives up
+NODE_TIMEOUT = 10       # heartbeat timeout of the killed run (MS_NODE_TIMEOUT; MindSpore: 30 s)
 EPOCHS = 3
 STEPS = 2               # per epoch and rank: 8 sequences / 2 ranks / batch 2
 TRAIN_ARGS = ["--hidden_channels", "4,4", "--image_size", "16", "--input_frames", "2",
@@ -294,8 +295,10 @@ def cluster(tmp_path_factory):
 
         # 1. two hosts; host 1's worker dies at the start of epoch 2 (rank 0 saved epoch 1; the
         # hook holds rank 1 there, so the kill does not race with the end of this short run)
+        # MS_NODE_TIMEOUT 10 s instead of MindSpore's 30: the same heartbeat path, 20 s sooner
         port = free_port()
-        host0, host1 = host("killed_host0", 0, port), host("killed_host1", 1, port, HOOK_HOLD_EPOCH=2)
+        host0 = host("killed_host0", 0, port, MS_NODE_TIMEOUT=NODE_TIMEOUT)
+        host1 = host("killed_host1", 1, port, HOOK_HOLD_EPOCH=2, MS_NODE_TIMEOUT=NODE_TIMEOUT)
         wait_for(os.path.join(tmp, "killed_host1", "hook", "held"), "", [host0, host1])
         (worker,) = [p for p in host1.descendants()
                      if "train.py" in " ".join(p.cmdline()) and p.environ().get("MS_ROLE") == "MS_WORKER"]
@@ -336,7 +339,7 @@ def test_dead_host_stops_the_survivor_with_one_line_and_no_broken_checkpoint(clu
     assert "lost rank 1" in killed["host0_stderr"], killed["host0_stderr"]
     assert "rank 1 was stopped by SIGKILL" in killed["host1_stderr"], killed["host1_stderr"]
     assert "Traceback" not in killed["host0_stdout"] + killed["host0_stderr"]
-    # within the cluster timeout (MindSpore's heartbeat timeout, 30 s, plus the way down)
+    # within the cluster timeout (the heartbeat timeout, NODE_TIMEOUT, plus the way down)
     assert killed["stop_seconds"] < CLUSTER_TIME_OUT, killed["stop_seconds"]
     print(f"\nthe surviving host stopped {killed['stop_seconds']:.1f} s after host 1's worker was killed")
     # no half-written checkpoint: no temporary file, every checkpoint passes its CRC32
