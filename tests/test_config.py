@@ -74,6 +74,18 @@ def test_bad_files(tmp_path):
         get_config(["--config_path", str(loop)])
 
 
+def test_a_whole_number_in_a_file_keeps_the_declared_float_type(tmp_path):
+    # time_budget_minutes is a float in default.yaml; "122" in a child file must not make the
+    # command line refuse "--time_budget_minutes 0.5" as "must be int"
+    child = tmp_path / "child.yaml"
+    child.write_text(f"__base__: {CPU}\ntime_budget_minutes: 122\nlr: 1\n")
+    cfg = get_config(["--config_path", str(child)])
+    assert isinstance(cfg.time_budget_minutes, float) and isinstance(cfg.lr, float)
+    assert get_config(["--config_path", str(child), "--time_budget_minutes", "0.5"]).time_budget_minutes == 0.5
+    with pytest.raises(ConfigError, match="'batch_size' must be int"):
+        get_config(["--config_path", str(child), "--batch_size", "2.5"])
+
+
 def test_child_config_of_a_few_lines(tmp_path):
     child = tmp_path / "mine.yaml"
     child.write_text(f"__base__: {CPU}\nnum_classes: 3\ndata_path: /data/mine\n")

@@ -141,8 +141,8 @@ def load_layers(path, _seen=None):
         inherited = {name: {} for name in DOCUMENTS}
     known = inherited["values"]
     for key in values:
-        if key in known:
-            _check_type(key, values[key], known[key], path)
+        if key in known:  # the declared type holds: an int in a file for a float key is a float
+            values[key] = _check_type(key, values[key], known[key], path)
         elif not helps.get(key):
             raise ConfigError(
                 f"{path}: unknown key '{key}'{_did_you_mean(key, known)}: a config may set only keys "
