@@ -27,46 +27,12 @@ from src.kernels.tuning import apply_onednn_isa  # noqa: E402
 apply_onednn_isa(log=None)  # the measured oneDNN ISA cap, before any test module imports MindSpore
 
 
-ALL_CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-
-
-def _pin_xdist_worker():
-    """Under ``-n N`` (N >= 2 workers on at least N cores), worker i keeps its own share of the
-    cores, and so do the processes it starts. MindSpore and the C++ kernels size their thread
-    pools to the usable cores: unpinned, N workers run N pools of spinning threads on the same
-    cores, and the suite spent ~18 % more CPU than when run alone."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
-    if not worker.startswith("gw") or count < 2 or len(ALL_CORES) < count:
-        return
-    share = len(ALL_CORES) // count
-    index = int(worker[2:]) % count
-    os.sched_setaffinity(0, ALL_CORES[index * share:(index + 1) * share])
-
-
-_pin_xdist_worker()
-
-
-@pytest.fixture(scope="module")
-def all_cores():
-    """For modules whose tests run several MindSpore processes at once (msrun ranks, hosts): the
-    processes they start get every core again, as they would outside pytest-xdist."""
-    if not ALL_CORES:
-        yield
-        return
-    mine = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, ALL_CORES)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, mine)
-
-
 def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (the README's test command): one worker per usable core, at most 4. Each worker
     starts MindSpore processes of its own (~1 GB each, several threads); on 2 cores two workers
     keep both busy, since one alone waits on process start-up and compilation half of the time."""
-    return max(1, min(len(ALL_CORES) or os.cpu_count() or 1, 4))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 4))
 
 
 def write_cifar10_bin(path, num_records, seed=0, num_classes=10, pattern=True):

@@ -28,12 +28,6 @@ MSRUN = (os.path.join(PYTHON_DIR, "msrun") if os.path.isfile(os.path.join(PYTHON
          else shutil.which("msrun"))
 pytestmark = pytest.mark.skipif(MSRUN is None, reason="msrun not found (comes with MindSpore >= 2.3)")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _every_core(all_cores):
-    """The ranks of one run share the machine's cores, also under pytest-xdist (conftest)."""
-
-
 LOSS_LINE = re.compile(r"^epoch: (\d+) step: (\d+), loss is ([-+0-9.eE]+|nan|inf)", re.M)
 TIMEOUT = 300  # seconds per process tree; a healthy 2-rank run takes ~20-40 s here
 

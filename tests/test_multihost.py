@@ -39,11 +39,6 @@ import pytest
 
 from conftest import ROOT
 
-@pytest.fixture(scope="module", autouse=True)
-def _every_core(all_cores):
-    """The ranks of one run share the machine's cores, also under pytest-xdist (conftest)."""
-
-
 LAUNCHER = os.path.join(ROOT, "scripts", "run_distribute_train_multihost.sh")
 MSRUN_LAUNCHER = os.path.join(ROOT, "scripts", "run_distribute_train_msrun.sh")
 CONFIG = os.path.join(ROOT, "config", "mmnist_config_cpu.yaml")
