@@ -27,6 +27,7 @@ from src.kernels.tuning import apply_onednn_isa  # noqa: E402
 apply_onednn_isa(log=None)  # the measured oneDNN ISA cap, before any test module imports MindSpore
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: without the plugin pytest still runs
 def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (the README's test command): one worker per usable core, at most 4. Each worker
     starts MindSpore processes of its own (~1 GB each, several threads); on 2 cores two workers
