@@ -277,3 +277,14 @@ def test_the_test_session_never_uses_the_users_cache():
     out = subprocess.run([sys.executable, "-c", "from src.kernels.tuning import cache_dir; print(cache_dir())"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == os.path.abspath(os.environ["ZOO_KERNEL_CACHE"])
+
+
+def test_the_suite_runs_with_and_without_pytest_xdist():
+    """The README runs the tests with ``-n auto``; a user without pytest-xdist (or with -p no:xdist)
+    must still be able to run them: conftest's xdist hook is optional."""
+    for plugin in (["-p", "no:xdist"], ["-n", "0"]):
+        out = subprocess.run([sys.executable, "-m", "pytest", *plugin, "-q", "--collect-only",
+                              "-p", "no:cacheprovider", os.path.join("tests", "test_run_guard.py")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
+        assert "INTERNALERROR" not in out.stdout + out.stderr
