@@ -22,7 +22,7 @@ _TEST_CACHE = os.path.join(tempfile.gettempdir(),
 os.environ["XDG_CACHE_HOME"] = _TEST_CACHE
 os.environ["MPLCONFIGDIR"] = os.path.join(_TEST_CACHE, "matplotlib")
 
-from src.kernels.tuning import apply_onednn_isa  # noqa: E402
+from src.kernels.tuning import apply_onednn_isa, machine_info  # noqa: E402
 
 apply_onednn_isa(log=None)  # the measured oneDNN ISA cap, before any test module imports MindSpore
 
@@ -32,8 +32,7 @@ def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (the README's test command): one worker per usable core, at most 4. Each worker
     starts MindSpore processes of its own (~1 GB each, several threads); on 2 cores two workers
     keep both busy, since one alone waits on process start-up and compilation half of the time."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 4))
+    return min(machine_info()["cores"], 4)  # the cores this process may use (affinity), >= 1
 
 
 def write_cifar10_bin(path, num_records, seed=0, num_classes=10, pattern=True):
