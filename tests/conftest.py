@@ -35,6 +35,22 @@ def pytest_xdist_auto_num_workers(config):
     return min(machine_info()["cores"], 4)  # the cores this process may use (affinity), >= 1
 
 
+# The longest files (~45-105 s each on 2 cores), first. `--dist loadfile` hands whole files to
+# the workers in collection order, so these start at once and the short files fill the gaps at
+# the end, instead of one worker running a long file alone while the other has finished. The
+# multi-host run comes first: it mostly waits (heartbeats, process start), the other worker computes.
+LONG_FILES = ("test_multihost.py", "test_convlstm.py", "test_distributed.py",
+              "test_convlstm_e2e.py", "test_benchmark.py", "test_device_branches.py",
+              "test_hardening.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files of LONG_FILES first, in that order; the rest and every file's own tests keep
+    their order (a stable sort)."""
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))
+
+
 def write_cifar10_bin(path, num_records, seed=0, num_classes=10, pattern=True):
     """Write ``num_records`` CIFAR-10 binary records (label byte + R, G, B planes).
 

@@ -16,6 +16,10 @@ TRAIN_ROWS = ("tinydarknet_32", "tinydarknet_224", "convlstm_paper", "convlstm_c
 DATA_ROWS = ("cifar10_train_32", "imagefolder_train_224", "moving_mnist_train")
 EXPORT_ROWS = ("tinydarknet_224", "tinydarknet_32", "convlstm_paper")
 CONV_IMPLS = ("auto", "native", "unfold", "onednn")  # the benchmark's default --conv_impl
+# the kernels the quick run asks for: the measured choice and one forced C++ kernel (forcing
+# native / unfold goes the same way, a config value per row; tests/test_kernel_plan.py covers the
+# forced settings): each MindSpore row is a training-graph compile, the bulk of this test's time
+QUICK_IMPLS = ("auto", "onednn")
 
 
 def _positive(row, *keys):
@@ -33,7 +37,8 @@ def test_benchmark_quick(tmp_path):
     except ImportError:
         peer = []
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "benchmark.py"), "--quick",
-                           "--out", str(out)] + peer, cwd=str(tmp_path), capture_output=True, text=True,
+                           "--conv_impl", ",".join(QUICK_IMPLS), "--out", str(out)] + peer,
+                          cwd=str(tmp_path), capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     result = json.loads(out.read_text())
@@ -44,9 +49,10 @@ def test_benchmark_quick(tmp_path):
 
     _positive(result["peak"], "numpy_gflops", "mindspore_gflops", "peak_gflops")
 
-    # one row per model and convolution kernel (default: auto, native and unfold) [+ the torch peer]
+    # one row per model and convolution kernel asked for [+ the torch peer]
+    assert result["conv_impl"] == list(QUICK_IMPLS)
     train = {(r["name"], r["conv_impl"]): r for r in result["train"]}
-    expected = {(n, c) for n in TRAIN_ROWS for c in CONV_IMPLS + (("eager",) if peer else ())}
+    expected = {(n, c) for n in TRAIN_ROWS for c in QUICK_IMPLS + (("eager",) if peer else ())}
     assert set(train) == expected, train.keys()
     for (name, impl), row in train.items():
         assert "error" not in row, row
@@ -74,6 +80,12 @@ def test_benchmark_quick(tmp_path):
     # the table went to stdout
     assert "samples/s" in proc.stdout and "MFU" in proc.stdout
     assert "vs torch" in proc.stdout
+
+
+def test_default_rows_are_every_kernel():
+    """Without --conv_impl a benchmark row runs in every kernel (the quick test asks for two)."""
+    from benchmarks import benchmark
+    assert benchmark.CONV_IMPLS == CONV_IMPLS
 
 
 def test_convlstm_flops_count_every_convolution_of_every_step():

@@ -313,6 +313,28 @@ def test_a_probe_stopped_for_time_keeps_what_it_printed(monkeypatch):
         json.loads(done)
 
 
+def test_large_fused_groups_are_probed_at_a_smaller_batch(tmp_path):
+    """A fused kind whose layers hold more than GROUP_PROBE_VALUES values per call is timed at a
+    smaller batch (at least one image per core), cached under the run's batch with the batch it
+    ran at; small ones (the sites above) run at the real batch."""
+    small = FakeMeasure()
+    decide(small)
+    assert {kind: [k[0] for k in keys] for kind, keys in small.calls[0][2].items()} == \
+        {"bn_leaky": [32, 32], "max_pool": [32]}
+    big = {"features.0": ("bn_leaky", (16, 224, 224)), "features.2": ("bn_leaky", (32, 112, 112))}
+    fake = FakeMeasure()
+    path = str(tmp_path / "big_cache")
+    plan.decide(big, 32, AUTO, "CPU", measure=fake, machine=MACHINE, path=path)
+    (keys,) = fake.calls[0][2].values()
+    per_image = 16 * 224 * 224 + 32 * 112 * 112
+    assert [k[0] for k in keys] == [int(tuning.GROUP_PROBE_VALUES // per_image)] * 2 == [3, 3]
+    cached = tuning.read_cache(path)["machines"][tuning.machine_key(MACHINE)]
+    (entry,) = cached["fused_layers"].values()
+    assert entry["probe_batch"] == 3
+    assert tuning.group_probe_batch(32, [(512, 224, 224)], cores=2) == 2  # >= one image per core
+    assert tuning.group_probe_batch(1, [(512, 224, 224)], cores=2) == 1  # never above the batch
+
+
 def test_entry_reads_the_record_of_the_evaluated_or_resumed_run(tmp_path, monkeypatch):
     from src.entry import entry_config
     monkeypatch.setenv(tuning.ONEDNN_ENV, "AVX2")  # this test process's oneDNN stays as it is

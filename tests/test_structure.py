@@ -288,3 +288,18 @@ def test_the_suite_runs_with_and_without_pytest_xdist():
                              cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
         assert "INTERNALERROR" not in out.stdout + out.stderr
+
+
+def test_the_long_files_go_first_and_exist():
+    """conftest orders the test files it names as long first (pytest-xdist then starts them at
+    once): a file renamed or removed there would silently lose its place, so each must exist,
+    and a collection of two of them plus a short one puts the long ones first, in that order."""
+    from conftest import LONG_FILES
+    tests = os.path.join(ROOT, "tests")
+    assert [f for f in LONG_FILES if not os.path.isfile(os.path.join(tests, f))] == []
+    files = [os.path.join("tests", f) for f in ("test_readme.py", LONG_FILES[2], LONG_FILES[0])]
+    out = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-q", "--collect-only",
+                          "-p", "no:cacheprovider", *files], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    order = [line.split("::")[0] for line in out.stdout.splitlines() if "::" in line]
+    assert order and list(dict.fromkeys(order)) == [files[2], files[1], files[0]], out.stdout[-1500:]

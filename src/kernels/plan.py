@@ -32,9 +32,9 @@ import time
 from src.kernels import fused_layers, lstm_gates, onednn_conv
 from src.kernels.build import compiler
 from src.kernels.tuning import (CONV_IMPLS, NATIVE_1X1, PLAN_PROBE_BUDGET_S, applied_isa,
-                                cache_path, conv_key, judge_conv, locked, machine_info,
-                                machine_key, measure_plan, native_kxk_slow, probe_batch,
-                                read_cache, update_cache, valid_ms)
+                                cache_path, conv_key, group_probe_batch, judge_conv, locked,
+                                machine_info, machine_key, measure_plan, native_kxk_slow,
+                                probe_batch, read_cache, update_cache, valid_ms)
 from src.model_utils.errors import UserError, atomic_write_text
 
 FUSED = ("native", "fused")
@@ -215,7 +215,10 @@ def _measured(convs, groups, batch, isa, onednn_ok, native_kxk, measure, machine
         start = time.perf_counter()
         impls = (CONV_IMPLS[0] if native_kxk else NATIVE_1X1,) + CONV_IMPLS[1:(3 if onednn_ok else 2)]
         probe_convs = [(probe_batch(batch, *s, machine["cores"]),) + s for s in missing_convs]
-        probe_groups = {kind: [[batch] + list(k) for k in keys] for kind, keys in missing_groups.items()}
+        group_batch = {kind: group_probe_batch(batch, keys, machine["cores"])
+                       for kind, keys in missing_groups.items()}
+        probe_groups = {kind: [[group_batch[kind]] + list(k) for k in keys]
+                        for kind, keys in missing_groups.items()}
         result = (measure or measure_plan)(probe_convs, impls, probe_groups, budget_s)
         conv_times = (result or {}).get("convs") or [None] * len(missing_convs)
         group_times = (result or {}).get("groups") or {}
@@ -228,7 +231,7 @@ def _measured(convs, groups, batch, isa, onednn_ok, native_kxk, measure, machine
             t = group_times.get(kind)
             t = {impl: round(float(v), 3) for impl, v in t.items() if valid_ms(v)} if t else None
             found["groups"][kind] = t
-            new_groups[_group_key(isa, batch, kind, keys)] = {"ms": t}
+            new_groups[_group_key(isa, batch, kind, keys)] = {"probe_batch": group_batch[kind], "ms": t}
         if result is not None:  # a probe that failed as a whole is not cached: tried next time
             update_cache(path, key, "conv_impl", new_convs)
             update_cache(path, key, "fused_layers", new_groups)

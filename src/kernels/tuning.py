@@ -69,6 +69,10 @@ ISA_PROBE_BUDGET_S = 0.3  # per candidate, after the warm-up call
 PLAN_PROBE_BUDGET_S = 6.0
 PLAN_PROBE_TIMEOUT_S = 60.0
 PROBE_WORK_FLOP = 3e8  # forward FLOPs per timed call above which large maps probe a smaller batch
+# values per timed call of a fused kind's layers (all of them together) above which the kind
+# probes a smaller batch: Tiny-DarkNet's 15 BatchNorm layers at 224x224 and batch 32 hold 90 M
+# values per tensor, and their probe alone took ~15 s (at 32x32: 1.8 M, the real batch)
+GROUP_PROBE_VALUES = 4e6
 SMALL_MAP_POSITIONS = 16  # as src.kernels.layers: at or below, the batch changes the im2col GEMM
 
 
@@ -478,6 +482,18 @@ def probe_batch(batch, in_ch, out_ch, k, h, w, cores):
         return batch
     per_image = 2.0 * in_ch * out_ch * k * k * h * w
     return max(min(batch, cores), min(batch, int(PROBE_WORK_FLOP // per_image)))
+
+
+def group_probe_batch(batch, keys, cores):
+    """Batch the probe of a fused kind runs at (``keys``: the (channels, height, width) of each of
+    its layers). These layers work value by value (BatchNorm's statistics per channel over the
+    batch and the map), so their relative speed does not depend on the batch once the maps are
+    large: a kind above ``GROUP_PROBE_VALUES`` values per call is timed at a batch giving about
+    that many (at least one image per core); smaller ones at the real batch."""
+    per_image = sum(c * h * w for c, h, w in keys)
+    if per_image * batch <= GROUP_PROBE_VALUES:
+        return batch
+    return max(min(batch, cores), min(batch, int(GROUP_PROBE_VALUES // per_image)))
 
 
 # in every conv cache key: probes of an older method are not reused (v2: the two implementations
