@@ -480,8 +480,7 @@ def probe_batch(batch, in_ch, out_ch, k, h, w, cores):
     Small maps, where im2col folds the batch into one GEMM, are timed at the real batch."""
     if h * w <= SMALL_MAP_POSITIONS:
         return batch
-    per_image = 2.0 * in_ch * out_ch * k * k * h * w
-    return max(min(batch, cores), min(batch, int(PROBE_WORK_FLOP // per_image)))
+    return _batch_within(batch, 2.0 * in_ch * out_ch * k * k * h * w, PROBE_WORK_FLOP, cores)
 
 
 def group_probe_batch(batch, keys, cores):
@@ -490,10 +489,13 @@ def group_probe_batch(batch, keys, cores):
     batch and the map), so their relative speed does not depend on the batch once the maps are
     large: a kind above ``GROUP_PROBE_VALUES`` values per call is timed at a batch giving about
     that many (at least one image per core); smaller ones at the real batch."""
-    per_image = sum(c * h * w for c, h, w in keys)
-    if per_image * batch <= GROUP_PROBE_VALUES:
-        return batch
-    return max(min(batch, cores), min(batch, int(GROUP_PROBE_VALUES // per_image)))
+    return _batch_within(batch, sum(c * h * w for c, h, w in keys), GROUP_PROBE_VALUES, cores)
+
+
+def _batch_within(batch, per_image, limit, cores):
+    """The largest batch up to ``batch`` whose work (``per_image`` each) stays within ``limit``,
+    but at least one image per core (and never more than ``batch``)."""
+    return max(min(batch, cores), min(batch, int(limit // per_image)))
 
 
 # in every conv cache key: probes of an older method are not reused (v2: the two implementations
