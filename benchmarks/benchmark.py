@@ -229,11 +229,11 @@ def train_row(args, name, framework, conv_impl):
             "mfu": None, **res}
 
 
-def train_row_subprocess(args, name, framework, conv_impl):
-    """One row in a fresh process (graphs, pools and threads of earlier rows cannot slow it)."""
-    cmd = [sys.executable, os.path.abspath(__file__), "--row_process", "--rows", name, "--conv_impl",
-           conv_impl, "--framework", framework, "--warmup", str(args.warmup), "--steps", str(args.steps),
-           "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
+def train_row_subprocess(args, names, framework, conv_impl):
+    """A list of rows, one per name, run in a fresh process (earlier rows cannot slow them)."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--row_process", "--rows", ",".join(names),
+           "--conv_impl", conv_impl, "--framework", framework, "--warmup", str(args.warmup),
+           "--steps", str(args.steps), "--threads", str(args.threads)] + (["--quick"] if args.quick else [])
     env = dict(os.environ)
     if framework == "torch" or not _USER_CAP:
         # PyTorch's own oneDNN runs as a PyTorch user gets it: no MindSpore cap; a MindSpore row
@@ -241,8 +241,9 @@ def train_row_subprocess(args, name, framework, conv_impl):
         env.pop(cpu_tuning.ONEDNN_ENV, None)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0 or not proc.stdout.strip():
-        return {"name": name, "framework": framework, "conv_impl": conv_impl,
-                "error": f"row process failed (rc {proc.returncode}): {proc.stderr.strip()[-300:]}"}
+        return [{"name": name, "framework": framework, "conv_impl": conv_impl,
+                 "error": f"row process failed (rc {proc.returncode}): {proc.stderr.strip()[-300:]}"}
+                for name in names]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -254,10 +255,17 @@ def run_training(args, peak):
         jobs = [j for n in names for j in [x for x in jobs if x[0] == n] + [(n, "torch", "eager")]]
     best = {}
     for _ in range(args.rounds):
+        # PyTorch rows always run apart: beside MindSpore's thread pool its threads crawl (~50x);
+        # --quick runs all of them in one process (a start-up each would be most of its time)
+        peer_rows = dict(zip(names, train_row_subprocess(args, names, "torch", "eager"))) \
+            if args.quick and args.peer else {}
         for job in jobs:
-            # PyTorch rows always run apart: beside MindSpore's thread pool its threads crawl (~50x)
-            isolate = args.isolate or job[1] == "torch"
-            row = (train_row_subprocess if isolate else train_row)(args, *job)
+            if job[1] == "torch" and job[0] in peer_rows:
+                row = peer_rows[job[0]]
+            elif args.isolate or job[1] == "torch":
+                row = train_row_subprocess(args, [job[0]], *job[1:])[0]
+            else:
+                row = train_row(args, *job)
             old = best.get(job, {"error": ""})
             if "error" in old or ("error" not in row and row["samples_per_s"] > old["samples_per_s"]):
                 best[job] = row
@@ -334,7 +342,7 @@ def main(argv=None):
     parser.add_argument("--onednn_isa", default="auto", help="oneDNN ISA cap: auto | default | an ISA name")
     parser.add_argument("--framework", default="mindspore", choices=("mindspore", "torch"),
                         help=argparse.SUPPRESS)
-    parser.add_argument("--row_process", action="store_true", help=argparse.SUPPRESS)  # one row, JSON out
+    parser.add_argument("--row_process", action="store_true", help=argparse.SUPPRESS)  # rows, JSON out
     args = parser.parse_args(argv)
     sections = [s for s in args.only.split(",") if s]
     if set(sections) - set(SECTIONS):
@@ -359,11 +367,11 @@ def main(argv=None):
         ms.set_context(mode=ms.GRAPH_MODE)
         if args.threads:
             ms.set_context(runtime_num_threads=args.threads)
-    if args.row_process:  # one training row, as JSON on the last line, for the parent process
-        row = train_row(args, args.rows[0], args.framework, args.conv_impl[0])
-        if args.framework == "mindspore":
+    if args.row_process:  # the training rows, as a JSON list on the last line, for the parent
+        rows = [train_row(args, name, args.framework, args.conv_impl[0]) for name in args.rows]
+        for row in rows if args.framework == "mindspore" else []:
             row["onednn_isa"] = applied["isa"]
-        print(json.dumps(row))
+        print(json.dumps(rows))
         return None
     result = {"quick": args.quick, "conv_impl": args.conv_impl, "peer": args.peer or None,
               "rounds": args.rounds, "synthetic_data": True, "started": time.strftime("%Y-%m-%d %H:%M:%S"),
