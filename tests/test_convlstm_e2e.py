@@ -2,8 +2,6 @@
 (metrics JSON with both baselines, PNG strips)."""
 import json
 import os
-import subprocess
-import sys
 
 import mindspore as ms
 
@@ -14,9 +12,8 @@ CPU = os.path.join(ROOT, "config", "mmnist_config_cpu.yaml")
 
 
 def run(script, *args):
-    out = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
-    return out.returncode, out.stdout, out.stderr
+    """``(exit code, stdout, stderr)`` of one entry script (by this test process's runner)."""
+    return run_commands([script, *args])[0]
 
 
 def test_train_resume_eval(mmnist_dir, tmp_path):

@@ -27,8 +27,8 @@ MMNIST_CPU = os.path.join(ROOT, "config", "mmnist_config_cpu.yaml")
 
 
 def run_entry(script, *args):
-    return subprocess.run([sys.executable, *script.split(), *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    """One entry script's ``returncode``, ``stdout`` and ``stderr`` (by this test process's runner)."""
+    return subprocess.CompletedProcess(script, *run_commands([*script.split(), *args], timeout=300)[0])
 
 
 def assert_one_line(res, *words):
@@ -497,8 +497,8 @@ def cifar_args(cifar_dir, out, *extra):
 
 
 def train_cli(args):
-    """train.py in a subprocess (training in this process would fix MindSpore's data seed for
-    the tests that run after this file); returns its stdout."""
+    """train.py in the command runner (training in this process would fix MindSpore's data seed
+    for the tests that run after this file); returns its stdout."""
     res = run_entry("train.py", *args)
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout
