@@ -7,8 +7,6 @@ from the config with batch 1 by default.
 """
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import mindspore as ms
@@ -16,13 +14,14 @@ import mindspore.nn as nn
 import pytest
 
 import export  # the entry script, run in-process
+from conftest import ROOT
+from entry_runner import run_commands
 from src.checkpoint import load_network
 from src.export import AIR_ERROR, SCRIPT_DEFAULTS
 from src.infer import mindir_io
 from src.model_utils.config import get_config
 from src.models import create_model_from_config, input_shape
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR_CPU = os.path.join(ROOT, "config", "cifar10_config_cpu.yaml")
 MMNIST_CPU = os.path.join(ROOT, "config", "mmnist_config_cpu.yaml")
 TINY_CONVLSTM = ["--hidden_channels", "4,4", "--image_size", "16", "--patch_size", "4",
@@ -137,10 +136,9 @@ def test_checkpoint_must_fit_the_config(tmp_path, capsys):
 
 
 def test_air_needs_ascend(tmp_path):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), "--config_path", CIFAR_CPU,
-                             "--ckpt_file", str(tmp_path / "any.ckpt"), "--file_format", "AIR",
-                             "--file_name", str(tmp_path / "net")],
-                            capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: " + AIR_ERROR]
+    (code, _, stderr), = run_commands(["export.py", "--config_path", CIFAR_CPU, "--ckpt_file",
+                                       tmp_path / "any.ckpt", "--file_format", "AIR", "--file_name",
+                                       tmp_path / "net"], cwd=tmp_path)
+    assert code == 2
+    assert stderr.strip().splitlines() == ["error: " + AIR_ERROR]
     assert not list(tmp_path.iterdir())

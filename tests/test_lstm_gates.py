@@ -181,15 +181,13 @@ def test_no_compiler_is_reported_and_export_builds_native(monkeypatch, tmp_path)
 
 @needs_compiler
 def test_train_py_with_fused_gates(mmnist_dir, tmp_path):
-    import subprocess
-    import sys
     from conftest import ROOT, TINY_CONVLSTM
-    out = subprocess.run([sys.executable, "train.py", "--config_path",
-                          os.path.join(ROOT, "config", "mmnist_config_cpu.yaml"), "--data_path",
-                          mmnist_dir, "--output_dir", str(tmp_path / "run"), *TINY_CONVLSTM,
-                          "--epoch_size", "1", "--gate_impl", "fused"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "lstm_gates fused x2" in out.stdout and "kernel_choices.json" in out.stdout
+    from entry_runner import run_commands
+    (code, stdout, stderr), = run_commands(
+        ["train.py", "--config_path", os.path.join(ROOT, "config", "mmnist_config_cpu.yaml"), "--data_path",
+         mmnist_dir, "--output_dir", tmp_path / "run", *TINY_CONVLSTM, "--epoch_size", "1",
+         "--gate_impl", "fused"])
+    assert code == 0, stderr[-2000:]
+    assert "lstm_gates fused x2" in stdout and "kernel_choices.json" in stdout
     assert '"impl": "fused"' in (tmp_path / "run" / "kernel_choices.json").read_text()
-    assert "epoch: 1 step: 2, loss is" in out.stdout
+    assert "epoch: 1 step: 2, loss is" in stdout

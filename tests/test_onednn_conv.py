@@ -133,17 +133,15 @@ def test_build_failure_is_reported(monkeypatch, tmp_path):
 
 @needs_kernel
 def test_train_py_with_onednn_convolutions(cifar_dir, tmp_path):
-    import subprocess
-    import sys
     from conftest import ROOT
-    out = subprocess.run([sys.executable, "train.py", "--config_path",
-                          os.path.join(ROOT, "config", "cifar10_config_cpu.yaml"), "--data_path",
-                          cifar_dir, "--output_dir", str(tmp_path / "run"), "--epoch_size", "1",
-                          "--conv_impl", "onednn", "--batch_size", "48", "--log_interval", "1"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "; conv onednn x16;" in out.stdout  # every convolution, the 1x1 ones too
-    assert "epoch: 1 step: 2, loss is" in out.stdout
+    from entry_runner import run_commands
+    (code, stdout, stderr), = run_commands(
+        ["train.py", "--config_path", os.path.join(ROOT, "config", "cifar10_config_cpu.yaml"), "--data_path",
+         cifar_dir, "--output_dir", tmp_path / "run", "--epoch_size", "1", "--conv_impl", "onednn",
+         "--batch_size", "48", "--log_interval", "1"])
+    assert code == 0, stderr[-2000:]
+    assert "; conv onednn x16;" in stdout  # every convolution, the 1x1 ones too
+    assert "epoch: 1 step: 2, loss is" in stdout
 
 
 class ThreeCalls(nn.Cell):

@@ -2,8 +2,6 @@
 export and the CPU inference pipeline on it, on held-out sequences of real digits it never saw."""
 import json
 import os
-import subprocess
-import sys
 
 import mindspore as ms
 import numpy as np
@@ -11,7 +9,7 @@ import pytest
 from mindspore import nn
 
 import export  # the entry script, run in-process
-from conftest import ROOT
+from entry_runner import run_commands
 from mindspore_hub_conf import create_network
 from src.checkpoint import file_sha256, read_checkpoint
 from src.data import create_dataset_from_config
@@ -82,11 +80,10 @@ def test_shipped_checkpoint_eval_hub_export_and_cpu_pipeline(held_out, tmp_path,
     through preprocess -> MindIR runner -> postprocess gives them too."""
     ckpt, config, _ = pretrained_files(NAME)
     args = ["--config_path", config, "--eval_data_path", held_out, "--data_path", held_out]
-    out = subprocess.run([sys.executable, "eval.py", *args, "--ckpt_file", ckpt,
-                          "--result_dir", str(tmp_path / "eval")], cwd=ROOT, capture_output=True,
-                         text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "per predicted frame:" in out.stdout
+    (code, stdout, stderr), = run_commands(["eval.py", *args, "--ckpt_file", ckpt,
+                                            "--result_dir", tmp_path / "eval"])
+    assert code == 0, stderr[-2000:]
+    assert "per predicted frame:" in stdout
     result = json.load(open(tmp_path / "eval" / "metrics.json"))
     assert result["num_samples"] == HELD_OUT
     # a trained model: well below the blank-frame guess on digits it never saw
