@@ -81,9 +81,13 @@ def _git_commit():
         return None
 
 
-def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR):
+def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR, continues=None,
+         note=""):
     """Write ``pretrained/<name>.ckpt`` (the run's network weights and model name, no optimizer
-    state) and its manifest from a finished run and an ``eval.py`` result on held-out data."""
+    state) and its manifest from a finished run and an ``eval.py`` result on held-out data.
+
+    ``continues``: the manifest (a path) of the checkpoint the run started from (``--pre_trained``):
+    the steps and minutes count both, and ``training.stages`` lists each stage's own."""
     import mindspore as ms
     from src.checkpoint import file_sha256, read_checkpoint
     from src.kernels.tuning import machine_info
@@ -103,6 +107,17 @@ def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR
     if not history or not curve:
         raise UserError(f"{run_dir} lacks loss_history.jsonl or learning_curve.jsonl: pass the "
                         "output folder of a training run that validated (eval_interval > 0)")
+    stages = []  # of the checkpoint the run continued, oldest first
+    if continues:
+        if not os.path.isfile(continues):
+            raise UserError(f"--continues {continues}: no such manifest (the .json beside the "
+                            "checkpoint the run started from)")
+        with open(continues, encoding="utf-8") as f:
+            before = json.load(f).get("training")
+        if not isinstance(before, dict) or "steps" not in before:
+            raise UserError(f"--continues {continues}: not a shipped checkpoint's manifest (no training steps)")
+        stages = before.get("stages") or [{k: before[k] for k in ("steps", "minutes", "cpu", "commit", "note")
+                                           if k in before}]
     weights = [{"name": k, "data": params[k]} for k in sorted(names)]
     os.makedirs(folder, exist_ok=True)
     out = os.path.join(folder, name + ".ckpt")
@@ -111,6 +126,10 @@ def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR
     machine = machine_info()
     best_epoch = int(params["epoch_num"].asnumpy()) if "epoch_num" in params else None
     best_step = max((r["global_step"] for r in history if r["epoch"] == best_epoch), default=None)
+    stage = {"steps": history[-1]["global_step"], "minutes": curve[-1]["minutes"],
+             "cpu": f"{machine['cpu']}, {machine['cores']} cores", "commit": _git_commit(),
+             **({"note": note} if note else {})}
+    stages.append(stage)
     manifest = {
         "name": name,
         "ckpt_file": os.path.basename(out),
@@ -120,12 +139,14 @@ def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR
         "config": os.path.relpath(os.path.abspath(config), REPO_ROOT),
         "data": data,
         "training": {
-            "steps": history[-1]["global_step"],
-            "minutes": curve[-1]["minutes"],
+            "steps": sum(s["steps"] for s in stages),
+            "minutes": sum(s["minutes"] for s in stages),
             "best_epoch": best_epoch,
-            "best_step": best_step,
-            "cpu": f"{machine['cpu']}, {machine['cores']} cores",
-            "commit": _git_commit(),
+            "best_step": best_step,  # of the last stage
+            "cpu": stage["cpu"],
+            "commit": stage["commit"],
+            **({"note": note} if note else {}),
+            **({"stages": stages} if len(stages) > 1 else {}),
         },
         "held_out": {
             "sequences": metrics["num_samples"],
@@ -162,12 +183,17 @@ def main(argv=None):
     p.add_argument("--eval_dir", required=True, help="eval.py's --result_dir for the checkpoint")
     p.add_argument("--ckpt", default=None, help="checkpoint to ship (default RUN/best.ckpt)")
     p.add_argument("--data", default="", help="one line: the data the run trained on")
+    p.add_argument("--continues", default=None,
+                   help="manifest of the checkpoint the run started from (--pre_trained): "
+                        "steps and minutes add up, each stage listed")
+    p.add_argument("--note", default="", help="one line about the run (e.g. what else the machine ran)")
     args = parser.parse_args(argv)
     if args.command == "list":
         for name in shipped_names():
             print(describe(read_manifest(name)))
         return 0
-    out, manifest = pack(args.run_dir, args.name, args.config, args.eval_dir, args.data, args.ckpt)
+    out, manifest = pack(args.run_dir, args.name, args.config, args.eval_dir, args.data, args.ckpt,
+                         continues=args.continues, note=args.note)
     print(f"wrote {out} and {manifest_path(args.name)}")
     print(describe(manifest))
     return 0

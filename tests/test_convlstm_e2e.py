@@ -4,9 +4,11 @@ import json
 import os
 
 import mindspore as ms
+import pytest
 
 from conftest import ROOT, TINY_CONVLSTM
 from entry_runner import run_commands
+from src.model_utils.errors import UserError
 
 CPU = os.path.join(ROOT, "config", "mmnist_config_cpu.yaml")
 
@@ -102,6 +104,17 @@ def test_validation_keep_best_learning_curve_and_clipping(mmnist_dir, tmp_path):
                              folder=folder)
     assert manifest["training"]["best_step"] == best["epoch"] * 2
     assert manifest["training"]["steps"] == 6 and manifest["held_out"]["sequences"] == 6
+    assert "stages" not in manifest["training"]
+    # a run that continued it (--pre_trained): steps and minutes add up, each stage listed
+    _, again = pack(out, "tiny2", run_config, str(tmp_path / "eval"), "test blobs", folder=folder,
+                    continues=os.path.join(folder, "tiny.json"), note="second stage")
+    stages = again["training"]["stages"]
+    assert [s["steps"] for s in stages] == [6, 6] and again["training"]["steps"] == 12
+    assert again["training"]["minutes"] == 2 * manifest["training"]["minutes"] > 0
+    assert stages[1]["note"] == again["training"]["note"] == "second stage" and "note" not in stages[0]
+    with pytest.raises(UserError, match="no such manifest"):
+        pack(out, "tiny3", run_config, str(tmp_path / "eval"), "", folder=folder,
+             continues=os.path.join(folder, "nothing.json"))
     assert len(manifest["held_out"]["copy_last_frame"]["ssim_per_frame"]) == 3
     net, _ = load_pretrained("tiny", folder=folder)
     trained, _ = load_network(get_config(["--config_path", run_config]), os.path.join(out, "best.ckpt"),
