@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import write_cifar10_bin
+from conftest import ROOT, write_cifar10_bin
 from src.data import create_dataset
 from src.data.classification import CIFAR_RECORD, Cifar10BinarySource, cifar10_files
 
@@ -128,3 +128,33 @@ def test_imagefolder_errors(tmp_path):
         create_dataset("imagenet", str(tmp_path), "train", 2)
     with pytest.raises(FileNotFoundError, match="--data_path"):
         create_dataset("cifar10", "", "train", 2)
+
+
+@pytest.mark.parametrize("config", ["cifar10_config_cpu.yaml", "imagenet_config_cpu.yaml"])
+def test_a_resumed_pipeline_continues_the_shuffle_order(tmp_path, cifar_dir, config):
+    """Training resumed after epoch 1 (``start_epoch=1``) reads epochs 2 and 3 in the order an
+    uninterrupted run with the same seed reads them, not epoch 1's order again."""
+    import mindspore.dataset as mds
+    from src.data import create_dataset_from_config
+    from src.model_utils.config import get_config
+    if config.startswith("imagenet"):
+        _write_folder(tmp_path, ["n01", "n02", "n03"], 8)
+        data = str(tmp_path)
+    else:
+        data = cifar_dir
+    cfg = get_config(["--config_path", os.path.join(ROOT, "config", config), "--data_path", data,
+                      "--batch_size", "4", "--image_size", "32", "--num_parallel_workers", "1"])
+    seed = mds.config.get_seed()
+
+    def epochs(start):  # the labels of each epoch after `start`, as Model.train iterates (3 epochs)
+        mds.config.set_seed(cfg.seed)  # as train.py does, in both runs
+        dataset = create_dataset_from_config(cfg, "train", start_epoch=start)
+        iterator = dataset.create_tuple_iterator(num_epochs=3, output_numpy=True)
+        return [np.concatenate([labels for _, labels in iterator]).tolist() for _ in range(3 - start)]
+
+    try:
+        straight, resumed = epochs(0), epochs(1)
+    finally:
+        mds.config.set_seed(seed)
+    assert straight[0] != straight[1] != straight[2]  # each epoch has its own order
+    assert resumed == straight[1:]

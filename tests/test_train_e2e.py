@@ -54,20 +54,20 @@ def test_train_resume_eval_cli(cifar_dir, tmp_path):
 
 
 def test_resume_continues_exactly(cifar_dir, tmp_path):
-    """2 epochs straight == its epoch-1 checkpoint + resume for 1 (one full batch per epoch, no
-    augmentation): weights, moments and the LR position all come back."""
-    base = ["--config_path", CPU, "--data_path", cifar_dir, "--batch_size", "96", "--augment",
+    """2 epochs straight == its epoch-1 checkpoint + resume for 1 (3 shuffled batches per epoch, no
+    augmentation): weights, moments, the LR position and the data order all come back."""
+    base = ["--config_path", CPU, "--data_path", cifar_dir, "--batch_size", "32", "--augment",
             "false", "--warmup_epochs", "1", "--lr", "0.02", "--log_interval", "0",
             # one kernel per layer in both runs (auto may change its choice between runs as
             # its probe completes: other kernels, other float rounding)
             "--conv_impl", "native"]
     straight = train(get_config(base + ["--epoch_size", "2", "--output_dir", str(tmp_path / "a")]))
     # the straight run's epoch-1 checkpoint is what a run stopped after epoch 1 leaves
-    first = os.path.join(straight["checkpoint_dir"], "tinydarknet-1_1.ckpt")
+    first = os.path.join(straight["checkpoint_dir"], "tinydarknet-1_3.ckpt")
     train(get_config(base + ["--epoch_size", "2", "--output_dir", str(tmp_path / "c"),
                              "--resume", first]))
-    a = weights(os.path.join(straight["checkpoint_dir"], "tinydarknet-2_1.ckpt"))
-    c = weights(os.path.join(tmp_path, "c", "checkpoints", "tinydarknet-2_1.ckpt"))
+    a = weights(os.path.join(straight["checkpoint_dir"], "tinydarknet-2_3.ckpt"))
+    c = weights(os.path.join(tmp_path, "c", "checkpoints", "tinydarknet-2_3.ckpt"))
     b = weights(first)
     assert a.keys() == c.keys()
     moved = max(np.abs(a[k] - b[k]).max() for k in a if k.endswith("weight"))

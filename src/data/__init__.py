@@ -51,7 +51,10 @@ def create_dataset_from_config(cfg, split, shard_id=None, num_shards=None, start
                                data_path=None, batch_size=None, class_names=None):
     """The pipeline of ``split`` ('train', 'eval', or 'val': Moving MNIST's validation sequences
     generated from the training digits) as the config describes it; ``start_epoch`` (training
-    resumed after that many epochs) lets generated data sets continue their per-epoch sequence.
+    resumed after that many epochs): the epochs that follow see the data in the order an
+    uninterrupted run with the same seed sees it (generated data sets continue their per-epoch
+    sequence; read ones start MindSpore's pipeline at that step, for an iterator over all epochs
+    as ``Model.train(..., initial_epoch=)`` makes; their random augmentations are drawn anew).
 
     ``data_path``, ``batch_size`` and ``class_names`` replace the config's values for this call
     (the config itself is read-only): e.g. preprocess.py reads its own data folder at batch 1 in
@@ -71,7 +74,10 @@ def create_dataset_from_config(cfg, split, shard_id=None, num_shards=None, start
         kwargs.update(shard_id=shard_id, num_shards=num_shards)
     if cfg.dataset == "moving_mnist" and split == "train":
         kwargs["start_epoch"] = start_epoch
-    return create_dataset(cfg.dataset, path, split, batch, **kwargs)
+    dataset = create_dataset(cfg.dataset, path, split, batch, **kwargs)
+    if start_epoch and split == "train" and cfg.dataset != "moving_mnist":
+        dataset.set_init_step(start_epoch * dataset.get_dataset_size())
+    return dataset
 
 
 def class_names_of(cfg):
