@@ -82,12 +82,13 @@ def _git_commit():
 
 
 def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR, continues=None,
-         note=""):
+         note="", commit=None):
     """Write ``pretrained/<name>.ckpt`` (the run's network weights and model name, no optimizer
     state) and its manifest from a finished run and an ``eval.py`` result on held-out data.
 
     ``continues``: the manifest (a path) of the checkpoint the run started from (``--pre_trained``):
-    the steps and minutes count both, and ``training.stages`` lists each stage's own."""
+    the steps and minutes count both, and ``training.stages`` lists each stage's own. ``commit``:
+    the commit the run trained from (default: this checkout's)."""
     import mindspore as ms
     from src.checkpoint import file_sha256, read_checkpoint
     from src.kernels.tuning import machine_info
@@ -127,7 +128,7 @@ def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR
     best_epoch = int(params["epoch_num"].asnumpy()) if "epoch_num" in params else None
     best_step = max((r["global_step"] for r in history if r["epoch"] == best_epoch), default=None)
     stage = {"steps": history[-1]["global_step"], "minutes": curve[-1]["minutes"],
-             "cpu": f"{machine['cpu']}, {machine['cores']} cores", "commit": _git_commit(),
+             "cpu": f"{machine['cpu']}, {machine['cores']} cores", "commit": commit or _git_commit(),
              **({"note": note} if note else {})}
     stages.append(stage)
     manifest = {
@@ -187,13 +188,14 @@ def main(argv=None):
                    help="manifest of the checkpoint the run started from (--pre_trained): "
                         "steps and minutes add up, each stage listed")
     p.add_argument("--note", default="", help="one line about the run (e.g. what else the machine ran)")
+    p.add_argument("--commit", default=None, help="the commit the run trained from (default: this checkout's)")
     args = parser.parse_args(argv)
     if args.command == "list":
         for name in shipped_names():
             print(describe(read_manifest(name)))
         return 0
     out, manifest = pack(args.run_dir, args.name, args.config, args.eval_dir, args.data, args.ckpt,
-                         continues=args.continues, note=args.note)
+                         continues=args.continues, note=args.note, commit=args.commit)
     print(f"wrote {out} and {manifest_path(args.name)}")
     print(describe(manifest))
     return 0

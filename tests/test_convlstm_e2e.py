@@ -107,11 +107,12 @@ def test_validation_keep_best_learning_curve_and_clipping(mmnist_dir, tmp_path):
     assert "stages" not in manifest["training"]
     # a run that continued it (--pre_trained): steps and minutes add up, each stage listed
     _, again = pack(out, "tiny2", run_config, str(tmp_path / "eval"), "test blobs", folder=folder,
-                    continues=os.path.join(folder, "tiny.json"), note="second stage")
+                    continues=os.path.join(folder, "tiny.json"), note="second stage", commit="abc1234")
     stages = again["training"]["stages"]
     assert [s["steps"] for s in stages] == [6, 6] and again["training"]["steps"] == 12
     assert again["training"]["minutes"] == 2 * manifest["training"]["minutes"] > 0
     assert stages[1]["note"] == again["training"]["note"] == "second stage" and "note" not in stages[0]
+    assert stages[1]["commit"] == again["training"]["commit"] == "abc1234"
     with pytest.raises(UserError, match="no such manifest"):
         pack(out, "tiny3", run_config, str(tmp_path / "eval"), "", folder=folder,
              continues=os.path.join(folder, "nothing.json"))
