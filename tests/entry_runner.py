@@ -95,6 +95,9 @@ else:  # one request, given on the command line
 '''
 
 _RUNNER = {}  # this test process's long-lived runner: "proc", "reply" (read end), "log" (its stderr)
+# the runner's environment: this process's at collection (conftest's settings), not what a test
+# has monkeypatched when it happens to start the runner
+_ENV = dict(os.environ)
 
 
 def _stop_runner():
@@ -118,7 +121,8 @@ def _runner():
     read, write = os.pipe()
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen([sys.executable, "-c", CHILD, ROOT, "serve", str(write)], cwd=ROOT,
-                            stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write,), text=True)
+                            stdin=subprocess.PIPE, stdout=log, stderr=log, pass_fds=(write,), text=True,
+                            env=_ENV)
     os.close(write)
     _RUNNER.update(proc=proc, reply=read, log=log)
     return _RUNNER
