@@ -30,7 +30,7 @@ import yaml
 from conftest import ROOT, TINY_CONVLSTM
 from src.model_utils.config import get_config
 from src.kernels.plan import decide
-from src.models import KERNEL_KEYS, get_model_spec
+from src.models import KERNEL_KEYS
 from test_launchers import commands, launch, option, rank_table
 
 CONFIG_DIR = os.path.join(ROOT, "config")

@@ -27,7 +27,7 @@ from src.evaluate import predict_batches
 from src.tasks import create_task
 from src.infer import TIME_FILE, parse_latency_file, run_inference
 from src.model_utils.config import get_config
-from test_export import MMNIST_CPU, TINY_CONVLSTM, random_checkpoint
+from test_export import MMNIST_CPU, random_checkpoint
 
 CIFAR_CPU = os.path.join(ROOT, "config", "cifar10_config_cpu.yaml")
 CPU_SCRIPT = os.path.join(ROOT, "scripts", "run_infer_cpu.sh")

@@ -2,7 +2,6 @@
 gradients as the native Conv2D for every shape class it takes (1x1, 3x3, 5x5, odd channel counts,
 bias), the shapes it refuses, the build's failure report, and a training run that uses it."""
 import os
-import shutil
 
 import mindspore as ms
 import numpy as np

@@ -12,7 +12,6 @@ import glob
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
