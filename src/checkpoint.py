@@ -105,21 +105,29 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def verify_manifest(path):
-    """A checkpoint with a manifest beside it (``<stem>.json`` naming it, with its ``sha256``: the
-    shipped checkpoints of ``pretrained/``) must match that checksum: one-line error otherwise."""
+def manifest_beside(path):
+    """The manifest beside a checkpoint (``<stem>.json`` naming it, with its ``sha256``: the
+    shipped checkpoints of ``pretrained/``) as a dict, or None when there is none of ours."""
     manifest_file = os.path.splitext(path)[0] + ".json"
     if not os.path.isfile(manifest_file):
-        return
+        return None
     try:
         with open(manifest_file, encoding="utf-8") as f:
             manifest = json.load(f)
     except (OSError, ValueError):
-        return  # not a manifest of ours
+        return None  # not a manifest of ours
     if not isinstance(manifest, dict) or manifest.get("ckpt_file") != os.path.basename(path) \
             or "sha256" not in manifest:
-        return
-    if file_sha256(path) != manifest["sha256"]:
+        return None
+    return manifest
+
+
+def verify_manifest(path):
+    """A checkpoint with a manifest beside it (:func:`manifest_beside`) must match its checksum:
+    one-line error otherwise."""
+    manifest = manifest_beside(path)
+    if manifest is not None and file_sha256(path) != manifest["sha256"]:
+        manifest_file = os.path.splitext(path)[0] + ".json"
         raise UserError(f"{path} does not match the SHA-256 in {manifest_file} (a damaged, partial or "
                         "replaced file): restore it (git checkout -- pretrained/) or fetch it again")
 
@@ -227,10 +235,7 @@ def load_network(cfg, ckpt_file, export=False):
     net = create_model_from_config(cfg, export=export)
     _, skipped = load_matching(net, adapt_params(params, net, cfg.model_name))
     if skipped:
-        name, why = skipped[0]
-        raise UserError(f"{ckpt_file} does not fit the network of {os.path.basename(cfg.config_path)} "
-                        f"({name}: {why}): use the config it was trained with "
-                        f"({_shape_keys(cfg.model_name)})")
+        raise _does_not_fit(ckpt_file, cfg, skipped[0], "use")
     net.set_train(False)
     meta["ckpt_file"] = ckpt_file
     return net, meta
@@ -247,17 +252,24 @@ def check_resume(path, params, cfg, network=None):
     if network is not None:
         _, skipped = load_matching_check(network, adapt_params(params, network, cfg.model_name))
         if skipped:
-            name, why = skipped[0]
-            raise UserError(f"{path} does not fit the network of {os.path.basename(cfg.config_path)} "
-                            f"({name}: {why}): resume with the config it was trained with "
-                            f"({_shape_keys(cfg.model_name)})")
+            raise _does_not_fit(path, cfg, skipped[0], "resume with")
     return checkpoint_epoch(params)
 
 
-def _shape_keys(model_name):
-    """'keys that decide its shapes: a, b, c' for a model's config (an error's hint)."""
-    keys = get_model_spec(model_name).shape_keys
-    return "keys that decide its shapes: " + ", ".join(keys) if keys else "the same model keys"
+def _does_not_fit(path, cfg, skipped, verb):
+    """The one-line error for a checkpoint whose parameters do not fit the configured network:
+    the first misfit, and the config to ``verb`` (its manifest's when one is beside it, else the
+    config keys that decide the shapes)."""
+    name, why = skipped
+    manifest = manifest_beside(path) or {}
+    if manifest.get("config"):
+        hint = f"{verb} the config it was trained with, {manifest['config']} (its manifest says so)"
+    else:
+        keys = get_model_spec(cfg.model_name).shape_keys
+        hint = (f"{verb} the config it was trained with (" + ("keys that decide its shapes: "
+                + ", ".join(keys) if keys else "the same model keys") + ")")
+    return UserError(f"{path} does not fit the network of {os.path.basename(cfg.config_path)} "
+                     f"({name}: {why}): {hint}")
 
 
 def load_matching_check(network, params, source="checkpoint"):

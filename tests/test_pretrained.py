@@ -11,7 +11,7 @@ from mindspore import nn
 import export  # the entry script, run in-process
 from entry_runner import run_commands
 from mindspore_hub_conf import create_network
-from src.checkpoint import file_sha256, read_checkpoint
+from src.checkpoint import file_sha256, load_network, read_checkpoint
 from src.data import create_dataset_from_config
 from src.infer import run_inference
 from src.model_utils.config import get_config
@@ -73,6 +73,18 @@ def test_shipped_manifest_describes_the_checkpoint():
         read_manifest("no_such_checkpoint")
     with pytest.raises(ValueError, match="pass no other arguments"):
         create_network("convlstm", pretrained=True, hidden_channels=(8,))
+
+
+def test_shipped_checkpoint_with_another_config_names_its_config():
+    """eval / export of the shipped checkpoint with the demo's config: one line naming the config
+    its manifest gives, so the user need not guess which keys to change."""
+    ckpt, _, manifest = pretrained_files(NAME)
+    cfg = get_config(["--config_path", "config/mmnist_config_cpu.yaml"])
+    with pytest.raises(UserError) as err:
+        load_network(cfg, ckpt)
+    message = str(err.value)
+    assert "\n" not in message and "does not fit the network of mmnist_config_cpu.yaml" in message
+    assert f"use the config it was trained with, {manifest['config']}" in message
 
 
 def test_shipped_checkpoint_eval_hub_export_and_cpu_pipeline(held_out, tmp_path, capsys):
