@@ -250,6 +250,7 @@ BAD_IDX = {"truncated_gz": "truncated or corrupt", "garbled": "truncated or corr
 BAD_TEST_SEQ = {"truncated": "not a readable .npy file",
                 "wrong_shape": "got uint8 (10, 5, 32, 32), expected uint8 (time=20",
                 "float_above_one": "got float64 (20, 6, 32, 32)",
+                "no_sequences": "holds no sequences (shape (20, 0, 32, 32))",
                 "not_npy": "not a readable .npy file"}
 
 
@@ -260,6 +261,8 @@ def write_bad_test_seq(path, case):
         np.save(path, np.zeros((10, 5, 32, 32), np.uint8))
     elif case == "float_above_one":
         np.save(path, np.full((20, 6, 32, 32), 255.0))
+    elif case == "no_sequences":
+        np.save(path, np.zeros((20, 0, 32, 32), np.uint8))
     else:
         with open(path, "wb") as f:
             f.write(b"not an npy file at all" * 10)

@@ -226,6 +226,9 @@ def load_mnist_test_seq(path, seq_len=20, image_size=64):
         raise DataError(f"{path}: got {got}, expected uint8 (time={seq_len}, sequences, "
                         f"{image_size}, {image_size}) pixel values 0..255 as in mnist_test_seq.npy "
                         "(--image_size must match the file)")
+    if array.shape[1] == 0:
+        raise DataError(f"{path}: holds no sequences (shape {array.shape}): pass a file with at "
+                        "least one, e.g. python -m src.data.demo_data writes one of real digits")
     return MovingMNISTSequences(path, array)
 
 
