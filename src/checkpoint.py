@@ -266,8 +266,8 @@ def _does_not_fit(path, cfg, skipped, verb):
         hint = f"{verb} the config it was trained with, {manifest['config']} (its manifest says so)"
     else:
         keys = get_model_spec(cfg.model_name).shape_keys
-        hint = (f"{verb} the config it was trained with (" + ("keys that decide its shapes: "
-                + ", ".join(keys) if keys else "the same model keys") + ")")
+        which = "keys that decide its shapes: " + ", ".join(keys) if keys else "the same model keys"
+        hint = f"{verb} the config it was trained with ({which})"
     return UserError(f"{path} does not fit the network of {os.path.basename(cfg.config_path)} "
                      f"({name}: {why}): {hint}")
 
