@@ -105,10 +105,14 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
+def _manifest_file(path):
+    return os.path.splitext(path)[0] + ".json"
+
+
 def manifest_beside(path):
     """The manifest beside a checkpoint (``<stem>.json`` naming it, with its ``sha256``: the
     shipped checkpoints of ``pretrained/``) as a dict, or None when there is none of ours."""
-    manifest_file = os.path.splitext(path)[0] + ".json"
+    manifest_file = _manifest_file(path)
     if not os.path.isfile(manifest_file):
         return None
     try:
@@ -127,8 +131,7 @@ def verify_manifest(path):
     one-line error otherwise."""
     manifest = manifest_beside(path)
     if manifest is not None and file_sha256(path) != manifest["sha256"]:
-        manifest_file = os.path.splitext(path)[0] + ".json"
-        raise UserError(f"{path} does not match the SHA-256 in {manifest_file} (a damaged, partial or "
+        raise UserError(f"{path} does not match the SHA-256 in {_manifest_file(path)} (a damaged, partial or "
                         "replaced file): restore it (git checkout -- pretrained/) or fetch it again")
 
 
