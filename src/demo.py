@@ -10,7 +10,7 @@ import json
 import os
 
 from src.model_utils.errors import ArgumentParser, exit_on_user_error
-from src.visualize import read_loss_history, save_loss_curve
+from src.visualize import read_run_records, save_loss_curve
 
 RUNS = (("tinydarknet_digits", "Tiny-DarkNet on 1,000 held-out real MNIST digits (CIFAR-10 format)"),
         ("convlstm_mmnist", "ConvLSTM on held-out Moving MNIST sequences (other digits)"))
@@ -57,17 +57,9 @@ def summarize(out_dir):
 
 
 def _training_effort(run):
-    """(steps, minutes) of a run folder, from its loss history and learning curve."""
-    steps = minutes = None
-    history = os.path.join(run, "loss_history.jsonl")
-    curve = os.path.join(run, "learning_curve.jsonl")
-    if os.path.isfile(history):
-        records = read_loss_history(history)
-        steps = records[-1]["global_step"] if records else None
-    if os.path.isfile(curve):
-        records = read_loss_history(curve)
-        minutes = records[-1]["minutes"] if records else None
-    return steps, minutes
+    """(steps, minutes) of a run folder, from its loss history and learning curve (None if absent)."""
+    history, curve = read_run_records(run)
+    return (history[-1]["global_step"] if history else None), (curve[-1]["minutes"] if curve else None)
 
 
 def compare_convlstm(out_dir):

@@ -66,12 +66,6 @@ def load_pretrained(name, argv=(), folder=PRETRAINED_DIR):
     return net, manifest
 
 
-def _read_jsonl(path):
-    """The records of a run's JSON-lines file ([] when the run did not write it)."""
-    from src.visualize import read_loss_history
-    return read_loss_history(path) if os.path.isfile(path) else []
-
-
 def _git_commit():
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
@@ -103,8 +97,8 @@ def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR
                         f"({sorted(names - set(params))[0]}): pass the config the run was trained with")
     with open(os.path.join(eval_dir, "metrics.json"), encoding="utf-8") as f:
         metrics = json.load(f)
-    history = _read_jsonl(os.path.join(run_dir, "loss_history.jsonl"))
-    curve = _read_jsonl(os.path.join(run_dir, "learning_curve.jsonl"))
+    from src.visualize import read_run_records
+    history, curve = read_run_records(run_dir)
     if not history or not curve:
         raise UserError(f"{run_dir} lacks loss_history.jsonl or learning_curve.jsonl: pass the "
                         "output folder of a training run that validated (eval_interval > 0)")

@@ -45,6 +45,16 @@ def read_loss_history(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
+def read_run_records(run_dir):
+    """(loss history, learning curve) of a training output folder: the records of its
+    ``loss_history.jsonl`` (one per logged step) and ``learning_curve.jsonl`` (one per validation),
+    each [] when the file is missing."""
+    def records(name):
+        path = os.path.join(run_dir, name)
+        return read_loss_history(path) if os.path.isfile(path) else []
+    return records("loss_history.jsonl"), records("learning_curve.jsonl")
+
+
 def save_loss_curve(history_file, path, title="training loss"):
     """Plot per-step loss (and its running mean) from a ``loss_history.jsonl`` written by training."""
     plt = _pyplot()

@@ -17,7 +17,7 @@ from src.infer import run_inference
 from src.model_utils.config import get_config
 from src.model_utils.errors import UserError
 from src.preprocess import preprocess
-from src.pretrained import DEFAULT_PRETRAINED, PRETRAINED_DIR, pretrained_files, read_manifest
+from src.pretrained import DEFAULT_PRETRAINED, PRETRAINED_DIR, pack, pretrained_files, read_manifest
 from src.tasks import create_task
 
 NAME = DEFAULT_PRETRAINED["convlstm"]
@@ -73,6 +73,61 @@ def test_shipped_manifest_describes_the_checkpoint():
         read_manifest("no_such_checkpoint")
     with pytest.raises(ValueError, match="pass no other arguments"):
         create_network("convlstm", pretrained=True, hidden_channels=(8,))
+
+
+def _fake_run(run_dir, manifest, steps, minutes):
+    """A finished run's records and an eval result, as train.py and eval.py write them."""
+    os.makedirs(run_dir / "eval")
+    with open(run_dir / "loss_history.jsonl", "w") as f:
+        for step in range(100, steps + 1, 100):
+            f.write(json.dumps({"epoch": step // 100, "global_step": step, "loss": 1.0}) + "\n")
+    (run_dir / "learning_curve.jsonl").write_text(json.dumps({"epoch": steps // 100, "minutes": minutes}) + "\n")
+    (run_dir / "eval" / "metrics.json").write_text(json.dumps(
+        {"num_samples": manifest["held_out"]["sequences"], **manifest["held_out"]}))
+
+
+def test_pack_adds_a_stage_to_the_manifest_it_continues(tmp_path):
+    """``python -m src.pretrained pack --continues``: the new stage is listed after the old ones,
+    steps and minutes add up, the checksum is of the written file; a run without records is refused."""
+    ckpt, config, before = pretrained_files(NAME)
+    run = tmp_path / "run"
+    _fake_run(run, before, steps=300, minutes=2.5)
+    out, manifest = pack(str(run), "stage", config, str(run / "eval"), "digits 0-3999", ckpt=ckpt,
+                         folder=str(tmp_path / "shipped"), continues=os.path.join(PRETRAINED_DIR, NAME + ".json"),
+                         note="a test stage", commit="abc1234")
+    stages = manifest["training"]["stages"]
+    assert stages[:-1] == before["training"]["stages"]
+    assert (stages[-1]["steps"], stages[-1]["minutes"], stages[-1]["commit"]) == (300, 2.5, "abc1234")
+    assert manifest["training"]["steps"] == before["training"]["steps"] + 300
+    assert manifest["training"]["minutes"] == pytest.approx(before["training"]["minutes"] + 2.5)
+    assert read_manifest("stage", str(tmp_path / "shipped")) == manifest
+    assert file_sha256(out) == manifest["sha256"] and set(read_checkpoint(out)) >= {"model_name"}
+    os.remove(run / "learning_curve.jsonl")
+    with pytest.raises(UserError, match="lacks loss_history.jsonl or learning_curve.jsonl"):
+        pack(str(run), "stage", config, str(run / "eval"), "", ckpt=ckpt, folder=str(tmp_path / "shipped"))
+
+
+def test_demo_prints_its_model_beside_the_shipped_one(tmp_path):
+    """The demo's side-by-side table: its own steps and minutes, the shipped checkpoint's from the
+    manifest, each row's MSE as a multiple of the blank frames' on the same sequences."""
+    from src.demo import compare_convlstm
+    manifest = read_manifest(NAME)
+    assert compare_convlstm(str(tmp_path)) == []  # no demo run yet: nothing to compare
+    demo = tmp_path / "convlstm_mmnist"
+    _fake_run(demo, manifest, steps=900, minutes=4.5)
+    held = dict(manifest["held_out"], model=dict(manifest["held_out"]["model"], mse=87.3))
+    (demo / "eval" / "metrics.json").write_text(json.dumps({"num_samples": 300, **held}))
+    os.makedirs(tmp_path / "convlstm_pretrained" / "eval")
+    (tmp_path / "convlstm_pretrained" / "eval" / "metrics.json").write_text(json.dumps(
+        {"num_samples": 300, **manifest["held_out"], "pictures": ["s0.png"]}))
+    lines = compare_convlstm(str(tmp_path))
+    rows = {name: line for line in lines for name in ("this demo's model", "shipped checkpoint")
+            if line.strip().startswith(name)}
+    blank = manifest["held_out"]["blank_frames"]["mse"]
+    assert rows["this demo's model"].split()[3:6] == ["900", "4.5", "87.30"]  # steps, minutes, MSE
+    assert f"{87.3 / blank:.3f}" in rows["this demo's model"]
+    assert f"{manifest['training']['steps']}" in rows["shipped checkpoint"]
+    assert any("shipped strips" in line and "s0.png" in line for line in lines)
 
 
 def test_shipped_checkpoint_with_another_config_names_its_config():
