@@ -194,6 +194,11 @@ def test_config_keys_reach_the_pipelines(data_dir):
     assert dataset_kwargs(cfg, "val")["num_sequences"] == 5
     val = create_dataset_from_config(cfg, "val")  # reads the training digits in data_path
     assert sum(a.shape[0] for a, _ in collect(val)[0]) == 5
+    # the validation sequences follow the run's seed unless val_seed fixes them
+    assert dataset_kwargs(cfg, "val")["seed"] == cfg.seed
+    for seed in ("3", "4"):
+        fixed = get_config(["--seed", seed, "--val_seed", "0"], default_config="config/mmnist_config_cpu.yaml")
+        assert dataset_kwargs(fixed, "val")["seed"] == 0 and dataset_kwargs(fixed, "train")["seed"] == int(seed)
 
 
 def test_epoch_sampler_shards_are_disjoint_and_cover():

@@ -36,7 +36,8 @@ def dataset_kwargs(cfg, split, class_names=None):
             return dict(kwargs, num_sequences=cfg.train_sequences,
                         resample_each_epoch=cfg.resample_each_epoch)
         if split == "val":
-            return dict(kwargs, num_sequences=cfg.val_sequences)
+            return dict(kwargs, num_sequences=cfg.val_sequences,
+                        seed=cfg.seed if cfg.val_seed < 0 else cfg.val_seed)
         return dict(kwargs, num_sequences=cfg.eval_num_samples or None)
     kwargs = dict(common, image_size=cfg.image_size, augment=cfg.augment, hflip=cfg.hflip)
     if cfg.dataset == "cifar10":
