@@ -158,8 +158,11 @@ def describe(manifest):
     """Two lines on a shipped checkpoint: what it is and what it scores on held-out data."""
     held, train = manifest["held_out"], manifest["training"]
     model, blank = held["model"], held["blank_frames"]
+    stages = train.get("stages") or [train]
+    cpus = list(dict.fromkeys(stage["cpu"] for stage in stages))  # each machine once, in order
+    where = (f" in {len(stages)} stages" if len(stages) > 1 else "") + f" on {' then '.join(cpus)}"
     return (f"{manifest['name']}: {manifest['model_name']} ({manifest['config']}), "
-            f"{train['steps']} steps in {train['minutes']:.0f} min on {train['cpu']}\n"
+            f"{train['steps']} steps in {train['minutes']:.0f} min{where}\n"
             f"  held-out ({held['sequences']} sequences): MSE {model['mse']:.2f} "
             f"({held['mse_vs_blank']:.3f} x blank {blank['mse']:.2f}), SSIM {model['ssim']:.4f} "
             f"(blank {blank['ssim']:.4f})")

@@ -17,7 +17,7 @@ from src.infer import run_inference
 from src.model_utils.config import get_config
 from src.model_utils.errors import UserError
 from src.preprocess import preprocess
-from src.pretrained import DEFAULT_PRETRAINED, PRETRAINED_DIR, pack, pretrained_files, read_manifest
+from src.pretrained import DEFAULT_PRETRAINED, PRETRAINED_DIR, describe, pack, pretrained_files, read_manifest
 from src.tasks import create_task
 
 NAME = DEFAULT_PRETRAINED["convlstm"]
@@ -69,6 +69,9 @@ def test_shipped_manifest_describes_the_checkpoint():
     for name in ("model", "blank_frames", "copy_last_frame"):
         assert len(held[name]["mse_per_frame"]) == len(held[name]["ssim_per_frame"]) == 10
     assert held["model"]["mse"] < held["blank_frames"]["mse"]
+    summary = describe(manifest)  # `python -m src.pretrained list`: every machine that trained it
+    assert all(stage["cpu"] in summary for stage in manifest["training"].get("stages", []))
+    assert f"{manifest['training']['steps']} steps" in summary
     with pytest.raises(UserError, match=f"choose one of .*{NAME}"):
         read_manifest("no_such_checkpoint")
     with pytest.raises(ValueError, match="pass no other arguments"):
