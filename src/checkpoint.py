@@ -164,6 +164,29 @@ def stored_meta(params):
     return meta
 
 
+def average_weights(paths, names):
+    """The mean of the parameters ``names`` over the checkpoints ``paths`` (checkpoint averaging:
+    several checkpoints of one run, taken where the learning rate was low, averaged into one
+    network; accumulated in float64). Returns ``{name: float32 array}``. A file without one of
+    the parameters, or with another shape than the first file's, is a one-line UserError."""
+    import numpy as np
+    if not paths:
+        raise UserError("no checkpoints to average: name at least one .ckpt file")
+    total, shapes = {}, {}
+    for path in paths:
+        params = read_checkpoint(path)
+        for name in names:
+            if name not in params:
+                raise UserError(f"{path} lacks the parameter {name}: average checkpoints of one "
+                                "network (one run's, or runs of the same config)")
+            value = params[name].asnumpy()
+            if shapes.setdefault(name, value.shape) != value.shape:
+                raise UserError(f"{path}: {name} has shape {value.shape}, {paths[0]} has {shapes[name]}: "
+                                "average checkpoints of one network")
+            total[name] = total.get(name, 0.0) + value.astype(np.float64)
+    return {name: (total[name] / len(paths)).astype(np.float32) for name in names}
+
+
 def checkpoint_epoch(params):
     """The epoch a checkpoint written by train.py ended (0 when it holds no epoch)."""
     return int(params["epoch_num"].asnumpy()) if "epoch_num" in params else 0

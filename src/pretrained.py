@@ -11,7 +11,9 @@ pretrained=True)`` all refuse a damaged or replaced file.
 ``python -m src.pretrained list`` prints the shipped checkpoints with their results;
 ``python -m src.pretrained pack --run_dir RUN --name NAME --config CONFIG --eval_dir EVAL``
 turns a finished training run (its ``best.ckpt``, ``loss_history.jsonl``,
-``learning_curve.jsonl`` and an ``eval.py`` result) into a shipped checkpoint and its manifest.
+``learning_curve.jsonl`` and an ``eval.py`` result) into a shipped checkpoint and its manifest;
+``python -m src.pretrained average --config CONFIG --out FILE CKPT ...`` writes the mean weights of
+several checkpoints of a run (to evaluate, then pack with ``--ckpt FILE``).
 """
 import json
 import os
@@ -75,6 +77,38 @@ def _git_commit():
         return None
 
 
+def network_names(config, ckpt_params, ckpt):
+    """The parameter names of the network ``config`` builds; one-line error when the checkpoint
+    ``ckpt`` (its ``ckpt_params``) lacks one of them."""
+    from src.model_utils.config import get_config
+    from src.models import create_model_from_config
+    network = create_model_from_config(get_config(["--config_path", config]), export=True)
+    names = sorted(network.parameters_dict())
+    missing = [name for name in names if name not in ckpt_params]
+    if missing:
+        raise UserError(f"{ckpt} lacks parameters of the network of {config} "
+                        f"({missing[0]}): pass the config the run was trained with")
+    return names
+
+
+def average(ckpts, config, out):
+    """Write ``out``: the mean of the network weights of ``ckpts`` (checkpoints of one run, e.g.
+    every tenth epoch of a low learning-rate phase), with the model name, the last epoch and the
+    averaged files' names and epochs (``averaged_from``), which ``pack`` copies into the manifest.
+    Evaluate it with ``eval.py --ckpt_file OUT``, then ``pack --ckpt OUT``."""
+    import mindspore as ms
+    from src.checkpoint import average_weights, checkpoint_epoch, read_checkpoint, save_checkpoint_atomic
+    first = read_checkpoint(ckpts[0])
+    names = network_names(config, first, ckpts[0])
+    epochs = [checkpoint_epoch(read_checkpoint(path)) for path in ckpts]
+    weights = average_weights(ckpts, names)
+    sources = [f"{os.path.basename(path)} (epoch {epoch})" for path, epoch in zip(ckpts, epochs)]
+    save_checkpoint_atomic([{"name": name, "data": ms.Tensor(weights[name])} for name in names], out,
+                           append_dict={"model_name": first["model_name"], "epoch_num": max(epochs),
+                                        "averaged_from": json.dumps(sources)})
+    return out, sources
+
+
 def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR, continues=None,
          note="", commit=None):
     """Write ``pretrained/<name>.ckpt`` (the run's network weights and model name, no optimizer
@@ -84,17 +118,11 @@ def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR
     the steps and minutes count both, and ``training.stages`` lists each stage's own. ``commit``:
     the commit the run trained from (default: this checkout's)."""
     import mindspore as ms
-    from src.checkpoint import file_sha256, read_checkpoint
+    from src.checkpoint import file_sha256, read_checkpoint, stored_meta
     from src.kernels.tuning import machine_info
-    from src.model_utils.config import get_config
-    from src.models import create_model_from_config
     ckpt = ckpt or os.path.join(run_dir, "best.ckpt")
     params = read_checkpoint(ckpt)
-    network = create_model_from_config(get_config(["--config_path", config]), export=True)
-    names = set(network.parameters_dict())
-    if not names <= set(params):
-        raise UserError(f"{ckpt} lacks parameters of the network of {config} "
-                        f"({sorted(names - set(params))[0]}): pass the config the run was trained with")
+    names = network_names(config, params, ckpt)
     with open(os.path.join(eval_dir, "metrics.json"), encoding="utf-8") as f:
         metrics = json.load(f)
     from src.visualize import read_run_records
@@ -113,7 +141,7 @@ def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR
             raise UserError(f"--continues {continues}: not a shipped checkpoint's manifest (no training steps)")
         stages = before.get("stages") or [{k: before[k] for k in ("steps", "minutes", "cpu", "commit", "note")
                                            if k in before}]
-    weights = [{"name": k, "data": params[k]} for k in sorted(names)]
+    weights = [{"name": k, "data": params[k]} for k in names]
     os.makedirs(folder, exist_ok=True)
     out = os.path.join(folder, name + ".ckpt")
     ms.save_checkpoint(weights, out, append_dict={"model_name": params["model_name"]}, crc_check=True)
@@ -124,6 +152,9 @@ def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR
     stage = {"steps": history[-1]["global_step"], "minutes": curve[-1]["minutes"],
              "cpu": f"{machine['cpu']}, {machine['cores']} cores", "commit": commit or _git_commit(),
              **({"note": note} if note else {})}
+    averaged = stored_meta(params).get("averaged_from")
+    if averaged:
+        stage["averaged_from"] = json.loads(averaged)
     stages.append(stage)
     manifest = {
         "name": name,
@@ -141,6 +172,7 @@ def pack(run_dir, name, config, eval_dir, data, ckpt=None, folder=PRETRAINED_DIR
             "cpu": stage["cpu"],
             "commit": stage["commit"],
             **({"note": note} if note else {}),
+            **({"averaged_from": stage["averaged_from"]} if averaged else {}),
             **({"stages": stages} if len(stages) > 1 else {}),
         },
         "held_out": {
@@ -171,7 +203,8 @@ def describe(manifest):
 @exit_on_user_error
 def main(argv=None):
     parser = ArgumentParser(prog="python -m src.pretrained",
-                            description="list the shipped checkpoints, or pack a training run into one")
+                            description="list the shipped checkpoints, pack a training run into one, or average "
+                                        "checkpoints of a run")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the shipped checkpoints and their held-out results")
     p = sub.add_parser("pack", help="a finished run -> pretrained/<name>.ckpt + manifest")
@@ -186,7 +219,15 @@ def main(argv=None):
                         "steps and minutes add up, each stage listed")
     p.add_argument("--note", default="", help="one line about the run (e.g. what else the machine ran)")
     p.add_argument("--commit", default=None, help="the commit the run trained from (default: this checkout's)")
+    p = sub.add_parser("average", help="checkpoints of one run -> one checkpoint of their mean weights")
+    p.add_argument("ckpts", nargs="+", help="the .ckpt files to average (one run's)")
+    p.add_argument("--config", required=True, help="the config the run was trained with")
+    p.add_argument("--out", required=True, help="the checkpoint to write")
     args = parser.parse_args(argv)
+    if args.command == "average":
+        out, sources = average(args.ckpts, args.config, args.out)
+        print(f"wrote {out}: the mean weights of {len(sources)} checkpoints ({', '.join(sources)})")
+        return 0
     if args.command == "list":
         for name in shipped_names():
             print(describe(read_manifest(name)))

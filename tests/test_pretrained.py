@@ -17,7 +17,7 @@ from src.infer import run_inference
 from src.model_utils.config import get_config
 from src.model_utils.errors import UserError
 from src.preprocess import preprocess
-from src.pretrained import DEFAULT_PRETRAINED, PRETRAINED_DIR, describe, pack, pretrained_files, read_manifest
+from src.pretrained import DEFAULT_PRETRAINED, PRETRAINED_DIR, describe, main, pack, pretrained_files, read_manifest
 from src.tasks import create_task
 
 NAME = DEFAULT_PRETRAINED["convlstm"]
@@ -108,6 +108,36 @@ def test_pack_adds_a_stage_to_the_manifest_it_continues(tmp_path):
     os.remove(run / "learning_curve.jsonl")
     with pytest.raises(UserError, match="lacks loss_history.jsonl or learning_curve.jsonl"):
         pack(str(run), "stage", config, str(run / "eval"), "", ckpt=ckpt, folder=str(tmp_path / "shipped"))
+
+
+def test_average_writes_the_mean_weights_and_pack_records_them(tmp_path):
+    """``python -m src.pretrained average``: the mean of each network weight over the files (not
+    the optimizer state), the last epoch and the files' names kept for the manifest; a file of
+    another network is one error."""
+    from src.pretrained import average
+    ckpt, config, manifest = pretrained_files(NAME)
+    params = read_checkpoint(ckpt)
+    names = [k for k in params if not isinstance(params[k], str)]
+    shifted = str(tmp_path / "convlstm-20_100.ckpt")
+    ms.save_checkpoint([{"name": k, "data": ms.Tensor(params[k].asnumpy() + 1.0)} for k in names]
+                       + [{"name": "moment1.x", "data": ms.Tensor(np.ones(3, np.float32))}],
+                       shifted, append_dict={"model_name": "convlstm", "epoch_num": 20})
+    out = str(tmp_path / "avg.ckpt")
+    assert main(["average", ckpt, shifted, "--config", config, "--out", out]) == 0
+    mean = read_checkpoint(out)
+    assert set(k for k in mean if not isinstance(mean[k], str)) == set(names) | {"epoch_num"}
+    for k in names:
+        np.testing.assert_allclose(mean[k].asnumpy(), params[k].asnumpy() + 0.5, atol=1e-6)
+    assert int(mean["epoch_num"].asnumpy()) == 20
+    run = tmp_path / "run"
+    _fake_run(run, manifest, steps=2000, minutes=1.0)
+    _, packed = pack(str(run), "avg", config, str(run / "eval"), "", ckpt=out, folder=str(tmp_path / "shipped"))
+    assert packed["training"]["averaged_from"] == [f"{NAME}.ckpt (epoch 0)", "convlstm-20_100.ckpt (epoch 20)"]
+    assert packed["training"]["best_epoch"] == 20
+    bad = str(tmp_path / "other.ckpt")
+    ms.save_checkpoint([{"name": k, "data": params[k]} for k in names if k != names[-1]], bad)
+    with pytest.raises(UserError, match=f"other.ckpt lacks the parameter {names[-1]}"):
+        average([ckpt, bad], config, out)
 
 
 def test_demo_prints_its_model_beside_the_shipped_one(tmp_path):
