@@ -9,7 +9,7 @@ import os
 from src.checkpoint import load_network
 from src.data import create_dataset_from_config
 from src.model_utils.device import setup_device
-from src.model_utils.errors import atomic_write_text
+from src.model_utils.errors import UserError, atomic_write_text
 from src.tasks import create_task
 
 
@@ -28,15 +28,20 @@ def default_result_dir(output_dir, ckpt_file):
 
 
 def run_eval(cfg, log=print):
-    """Load ``cfg.ckpt_file``, evaluate it on the evaluation data, write ``metrics.json``.
+    """Load ``cfg.ckpt_file``, evaluate it on the evaluation data (``cfg.eval_split``: ``val``
+    evaluates Moving MNIST's validation sequences instead), write ``metrics.json``.
 
     The class names stored in the checkpoint (if any) give the label order of folder data sets.
     Returns the task's result dict plus ``ckpt_file`` and ``metrics_file``.
     """
+    if cfg.eval_split == "val" and (cfg.dataset != "moving_mnist" or cfg.val_sequences < 1):
+        raise UserError(f"--eval_split val: {cfg.dataset} has no validation split (only moving_mnist "
+                        "generates one): pass --eval_split eval" if cfg.dataset != "moving_mnist" else
+                        "--eval_split val needs validation sequences: pass --val_sequences N (N >= 1)")
     setup_device(cfg.device_target, cfg.device_id, cfg.mode)
     task = create_task(cfg)
     net, meta = load_network(cfg, cfg.ckpt_file)
-    dataset = create_dataset_from_config(cfg, "eval", class_names=meta.get("class_names"))
+    dataset = create_dataset_from_config(cfg, cfg.eval_split, class_names=meta.get("class_names"))
     result_dir = cfg.result_dir or default_result_dir(cfg.output_dir, meta["ckpt_file"])
     result = task.evaluate(net, dataset, log=log, result_dir=result_dir)
     result["ckpt_file"] = meta["ckpt_file"]

@@ -163,6 +163,26 @@ def test_demo_prints_its_model_beside_the_shipped_one(tmp_path):
     assert any("shipped strips" in line and "s0.png" in line for line in lines)
 
 
+def test_eval_split_val_scores_the_validation_sequences_as_training_does(held_out, tmp_path):
+    """``eval.py --eval_split val``: the validation sequences of the training digits that training
+    validates on (the same numbers as ``task.validate``), not the held-out file; a data set without
+    a validation split is one error."""
+    from src.evaluate import run_eval
+    ckpt, config, _ = pretrained_files(NAME)
+    args = ["--config_path", config, "--data_path", os.path.dirname(held_out), "--eval_split", "val",
+            "--val_sequences", "3", "--val_seed", "7", "--eval_batch_size", "3", "--ckpt_file", ckpt,
+            "--result_dir", str(tmp_path / "val")]
+    result = run_eval(get_config(args), log=None)
+    assert result["num_samples"] == 3  # not the HELD_OUT sequences of mnist_test_seq.npy
+    cfg = get_config(args)
+    net, _ = load_network(cfg, ckpt)  # as run_eval builds it
+    _, record = create_task(cfg).validate(net, create_dataset_from_config(cfg, "val"))
+    np.testing.assert_allclose(result["model"]["mse"], record["mse"], rtol=1e-5)
+    other = get_config(["--config_path", "config/demo_digits_cpu.yaml", "--eval_split", "val"])
+    with pytest.raises(UserError, match="has no validation split.*--eval_split eval"):
+        run_eval(other, log=None)
+
+
 def test_shipped_checkpoint_with_another_config_names_its_config():
     """eval / export of the shipped checkpoint with the demo's config: one line naming the config
     its manifest gives, so the user need not guess which keys to change."""
