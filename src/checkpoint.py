@@ -164,27 +164,28 @@ def stored_meta(params):
     return meta
 
 
-def average_weights(paths, names):
-    """The mean of the parameters ``names`` over the checkpoints ``paths`` (checkpoint averaging:
-    several checkpoints of one run, taken where the learning rate was low, averaged into one
-    network; accumulated in float64). Returns ``{name: float32 array}``. A file without one of
-    the parameters, or with another shape than the first file's, is a one-line UserError."""
+def average_weights(checkpoints, names):
+    """The mean of the parameters ``names`` over ``checkpoints``, ``(path, params)`` pairs as
+    :func:`read_checkpoint` gives them (checkpoint averaging: several checkpoints of one run, taken
+    where the learning rate was low, averaged into one network; accumulated in float64). Returns
+    ``{name: float32 array}``. A file without one of the parameters, or with another shape than the
+    first file's, is a one-line UserError."""
     import numpy as np
-    if not paths:
+    if not checkpoints:
         raise UserError("no checkpoints to average: name at least one .ckpt file")
+    first = checkpoints[0][0]
     total, shapes = {}, {}
-    for path in paths:
-        params = read_checkpoint(path)
+    for path, params in checkpoints:
         for name in names:
             if name not in params:
                 raise UserError(f"{path} lacks the parameter {name}: average checkpoints of one "
                                 "network (one run's, or runs of the same config)")
             value = params[name].asnumpy()
             if shapes.setdefault(name, value.shape) != value.shape:
-                raise UserError(f"{path}: {name} has shape {value.shape}, {paths[0]} has {shapes[name]}: "
+                raise UserError(f"{path}: {name} has shape {value.shape}, {first} has {shapes[name]}: "
                                 "average checkpoints of one network")
             total[name] = total.get(name, 0.0) + value.astype(np.float64)
-    return {name: (total[name] / len(paths)).astype(np.float32) for name in names}
+    return {name: (total[name] / len(checkpoints)).astype(np.float32) for name in names}
 
 
 def checkpoint_epoch(params):

@@ -98,10 +98,11 @@ def average(ckpts, config, out):
     Evaluate it with ``eval.py --ckpt_file OUT``, then ``pack --ckpt OUT``."""
     import mindspore as ms
     from src.checkpoint import average_weights, checkpoint_epoch, read_checkpoint, save_checkpoint_atomic
-    first = read_checkpoint(ckpts[0])
+    loaded = [(path, read_checkpoint(path)) for path in ckpts]  # each file read once
+    first = loaded[0][1]
     names = network_names(config, first, ckpts[0])
-    epochs = [checkpoint_epoch(read_checkpoint(path)) for path in ckpts]
-    weights = average_weights(ckpts, names)
+    epochs = [checkpoint_epoch(params) for _, params in loaded]
+    weights = average_weights(loaded, names)
     sources = [f"{os.path.basename(path)} (epoch {epoch})" for path, epoch in zip(ckpts, epochs)]
     save_checkpoint_atomic([{"name": name, "data": ms.Tensor(weights[name])} for name in names], out,
                            append_dict={"model_name": first["model_name"], "epoch_num": max(epochs),
