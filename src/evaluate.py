@@ -7,9 +7,9 @@ import json
 import os
 
 from src.checkpoint import load_network
-from src.data import create_dataset_from_config
+from src.data import check_validation_split, create_dataset_from_config
 from src.model_utils.device import setup_device
-from src.model_utils.errors import UserError, atomic_write_text
+from src.model_utils.errors import atomic_write_text
 from src.tasks import create_task
 
 
@@ -34,10 +34,8 @@ def run_eval(cfg, log=print):
     The class names stored in the checkpoint (if any) give the label order of folder data sets.
     Returns the task's result dict plus ``ckpt_file`` and ``metrics_file``.
     """
-    if cfg.eval_split == "val" and (cfg.dataset != "moving_mnist" or cfg.val_sequences < 1):
-        raise UserError(f"--eval_split val: {cfg.dataset} has no validation split (only moving_mnist "
-                        "generates one): pass --eval_split eval" if cfg.dataset != "moving_mnist" else
-                        "--eval_split val needs validation sequences: pass --val_sequences N (N >= 1)")
+    if cfg.eval_split == "val":  # before the checkpoint is loaded
+        check_validation_split(cfg, instead="--eval_split eval")
     setup_device(cfg.device_target, cfg.device_id, cfg.mode)
     task = create_task(cfg)
     net, meta = load_network(cfg, cfg.ckpt_file)

@@ -48,6 +48,19 @@ def dataset_kwargs(cfg, split, class_names=None):
     return kwargs
 
 
+def check_validation_split(cfg, instead="--eval_interval 0"):
+    """The config has validation sequences (Moving MNIST's, ``val_sequences`` >= 1); one-line
+    error otherwise, naming ``instead``, the option that does without them (training's
+    ``--eval_interval 0``; eval.py checks before loading its checkpoint, with ``--eval_split eval``)."""
+    from src.model_utils.errors import UserError
+    if cfg.dataset != "moving_mnist":
+        raise UserError(f"{cfg.dataset} has no validation split (only moving_mnist generates "
+                        f"one): pass {instead}")
+    if cfg.val_sequences < 1:
+        raise UserError("validation needs validation sequences: pass --val_sequences N (N >= 1) "
+                        f"or {instead}")
+
+
 def create_dataset_from_config(cfg, split, shard_id=None, num_shards=None, start_epoch=0,
                                data_path=None, batch_size=None, class_names=None):
     """The pipeline of ``split`` ('train', 'eval', or 'val': Moving MNIST's validation sequences
@@ -60,13 +73,8 @@ def create_dataset_from_config(cfg, split, shard_id=None, num_shards=None, start
     ``data_path``, ``batch_size`` and ``class_names`` replace the config's values for this call
     (the config itself is read-only): e.g. preprocess.py reads its own data folder at batch 1 in
     the label order stored in a checkpoint."""
-    if split == "val" and (cfg.dataset != "moving_mnist" or cfg.val_sequences < 1):
-        from src.model_utils.errors import UserError
-        if cfg.dataset != "moving_mnist":
-            raise UserError(f"{cfg.dataset} has no validation split (only moving_mnist generates "
-                            "one): pass --eval_interval 0")
-        raise UserError("validation needs validation sequences: pass --val_sequences N (N >= 1) "
-                        "or --eval_interval 0")
+    if split == "val":
+        check_validation_split(cfg)
     default_path = cfg.data_path if split in ("train", "val") else (cfg.eval_data_path or cfg.data_path)
     path = data_path or default_path
     batch = batch_size or (cfg.batch_size if split == "train" else (cfg.eval_batch_size or cfg.batch_size))
