@@ -33,7 +33,7 @@ import os
 import mindspore as ms
 from mindspore.train import ModelCheckpoint
 
-from src.model_utils.errors import UserError, atomic_write_text, os_error_message, writing
+from src.model_utils.errors import UserError, atomic_write_text, make_parent_folder, os_error_message, writing
 from src.models import create_model_from_config, get_model_spec
 
 CHECKPOINT_INFO = ("epoch_num", "step_num")
@@ -400,10 +400,12 @@ def trim_history(history_file, last_epoch):
 
 def save_checkpoint_atomic(save_obj, path, append_dict=None):
     """Write a checkpoint (with its CRC32) to ``<path>.tmp.ckpt`` in the same folder, then rename
-    it onto ``path``: the previous file stays valid until the swap, and a failure (full disk,
-    read-only folder) is one line and leaves neither ``path`` half-written nor a temporary file."""
+    it onto ``path`` (its folder is made if missing): the previous file stays valid until the swap,
+    and a failure (full disk, read-only folder) is one line and leaves neither ``path``
+    half-written nor a temporary file."""
     tmp = path + TMP_SUFFIX
     with writing(path, partial=[tmp, path + ".tmp.tmp"]):
+        make_parent_folder(path)
         with quiet_mindspore_log("Failed to save the checkpoint file"):
             ms.save_checkpoint(save_obj, tmp, append_dict=append_dict, crc_check=True)
         os.replace(tmp, path)

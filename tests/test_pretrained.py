@@ -122,7 +122,7 @@ def test_average_writes_the_mean_weights_and_pack_records_them(tmp_path):
     ms.save_checkpoint([{"name": k, "data": ms.Tensor(params[k].asnumpy() + 1.0)} for k in names]
                        + [{"name": "moment1.x", "data": ms.Tensor(np.ones(3, np.float32))}],
                        shifted, append_dict={"model_name": "convlstm", "epoch_num": 20})
-    out = str(tmp_path / "avg.ckpt")
+    out = str(tmp_path / "new" / "avg.ckpt")  # a folder that does not exist yet is made
     assert main(["average", ckpt, shifted, "--config", config, "--out", out]) == 0
     mean = read_checkpoint(out)
     assert set(k for k in mean if not isinstance(mean[k], str)) == set(names) | {"epoch_num"}
@@ -138,6 +138,8 @@ def test_average_writes_the_mean_weights_and_pack_records_them(tmp_path):
     ms.save_checkpoint([{"name": k, "data": params[k]} for k in names if k != names[-1]], bad)
     with pytest.raises(UserError, match=f"other.ckpt lacks the parameter {names[-1]}"):
         average([ckpt, bad], config, out)
+    with pytest.raises(UserError, match=r"x\.ckpt: cannot be written, .*avg\.ckpt is a file, not a folder"):  # a file where a folder goes
+        average([ckpt, shifted], config, os.path.join(out, "x.ckpt"))
 
 
 def test_demo_prints_its_model_beside_the_shipped_one(tmp_path):

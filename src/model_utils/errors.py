@@ -160,13 +160,25 @@ def writing(path, partial=()):
                                "check the free space and the permissions of its folder") from exc
 
 
+def make_parent_folder(path):
+    """Make the folder ``path`` goes in, if missing; one line when a file stands in its way."""
+    folder = os.path.dirname(os.path.abspath(path))
+    blocker = folder
+    while blocker and not os.path.exists(blocker):
+        blocker = os.path.dirname(blocker)
+    if not os.path.isdir(blocker):
+        raise UserError(f"{path}: cannot be written, {blocker} is a file, not a folder: choose another path")
+    os.makedirs(folder, exist_ok=True)
+
+
 def atomic_write_text(path, text):
-    """Write ``text`` (str, UTF-8; or bytes) to ``path`` through ``path + '.tmp'`` and a rename:
-    readers never see a half-written file, and a failed write leaves neither the temporary nor a
-    partial file."""
+    """Write ``text`` (str, UTF-8; or bytes) to ``path`` through ``path + '.tmp'`` and a rename
+    (its folder is made if missing): readers never see a half-written file, and a failed write
+    leaves neither the temporary nor a partial file."""
     tmp = path + ".tmp"
     data = text.encode("utf-8") if isinstance(text, str) else text
     with writing(path, partial=[tmp]):
+        make_parent_folder(path)
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
