@@ -222,6 +222,33 @@ def test_direct_kernel_allowed_only_for_auto_and_onednn(monkeypatch, conv_impl, 
         False, "no C++ compiler" if allowed else f"conv_impl {conv_impl}")
 
 
+def test_unset_isa_warning_only_where_the_default_is_slow(monkeypatch, tmp_path):
+    """A network built on an AVX-512 CPU without the ISA step gets one line naming the fix and the
+    measured times; none on other devices, CPUs without AVX-512, where the probe kept the default,
+    or once the cap is set."""
+    def unset():  # as in a process that never called apply_onednn_isa
+        monkeypatch.delenv(ct.ONEDNN_ENV, raising=False)
+        monkeypatch.setattr(ct, "_APPLIED", dict(ct._APPLIED, isa=None))
+
+    unset()
+    assert ct.unset_isa_warning(machine=AVX2_ONLY) is None
+    unprobed = ct.unset_isa_warning(machine=AVX512)
+    assert "entry_config" in unprobed and f"{ct.ONEDNN_ENV}=AVX2" in unprobed and "measured" not in unprobed
+    apply(FakeIsa({"default": 300.0, "AVX2": 2.0}))
+    assert ct.unset_isa_warning(machine=AVX512) is None  # applied in this process
+    unset()
+    line = ct.unset_isa_warning(machine=AVX512)
+    assert "default 300 ms, AVX2 2.0 ms" in line and line.endswith(f"{ct.ONEDNN_ENV}=AVX2")
+    assert ct.unset_isa_warning("GPU", machine=AVX512) is None
+    monkeypatch.setenv(ct.ONEDNN_ENV, "AVX2")
+    assert ct.unset_isa_warning(machine=AVX512) is None
+    monkeypatch.setenv(ct.CACHE_ENV, str(tmp_path / "other"))
+    unset()
+    apply(FakeIsa({"default": 3.0, "AVX2": 3.0}))
+    unset()
+    assert ct.unset_isa_warning(machine=AVX512) is None  # the probe kept the default
+
+
 def test_import_needs_no_mindspore():
     code = ("import sys; import src.kernels.tuning, src.kernels.plan, src.kernels.build; "
             "assert 'mindspore' not in sys.modules and 'numpy' not in sys.modules")

@@ -355,6 +355,28 @@ def native_kxk_slow():
     return bool(_APPLIED["direct"])
 
 
+def unset_isa_warning(device_target="CPU", machine=None, path=None):
+    """One line for a process that builds a network on CPU without the ISA step of the entry
+    scripts (:func:`apply_onednn_isa`, through ``src.entry.entry_config``; e.g. a script or a
+    notebook that imports ``src.models`` directly), on a CPU with AVX-512, where MindSpore's
+    default oneDNN ISA can make convolutions two orders of magnitude slower; None otherwise."""
+    if device_target != "CPU" or _APPLIED["isa"] or os.environ.get(ONEDNN_ENV):
+        return None
+    machine = machine or machine_info()
+    if not any(flag.startswith("avx512") for flag in machine["flags"]):
+        return None
+    record = onednn_isa_record(path, machine)
+    choice, times = record.get("choice"), record.get("ms") or {}
+    if choice == "default":
+        return None
+    measured = (f" (measured here: default {times['default']:.0f} ms, {choice} {times[choice]:.1f} ms "
+                "per probe convolution)") if valid_ms(times.get("default")) and valid_ms(times.get(choice)) else ""
+    return (f"oneDNN ISA not set in this process: MindSpore's default holds on this AVX-512 CPU, "
+            f"which can run convolutions many times slower{measured}; call "
+            "src.entry.entry_config(...) before importing mindspore, or start Python with "
+            f"{ONEDNN_ENV}={choice or 'AVX2'}")
+
+
 NO_DIRECT_KERNEL = (False, "oneDNN conv kernel not offered by this entry point")
 
 

@@ -6,10 +6,12 @@ arguments and input shape follow from a config, and an optional converter for ch
 older parameter layout. Adding a model = a network file, a ``ModelSpec`` entry here, a YAML and a
 test (README, "Adding a model").
 """
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
 from src.kernels.plan import configure
+from src.kernels.tuning import unset_isa_warning
 from src.model_utils.config import ConfigError
 
 
@@ -94,9 +96,25 @@ def get_model_spec(name):
     return MODELS[name]
 
 
+_WARNED = []
+
+
+def _build(spec, kwargs, device_target=None):
+    """``spec.build(**kwargs)``, with a one-time warning when this process left MindSpore's
+    default oneDNN ISA on a CPU where it is slow (:func:`src.kernels.tuning.unset_isa_warning`)."""
+    network = spec.build(**kwargs)
+    if not _WARNED:
+        import mindspore as ms
+        message = unset_isa_warning(device_target or ms.get_context("device_target"))
+        _WARNED.append(message)
+        if message:
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+    return network
+
+
 def create_model(name, **kwargs):
     """Build a network by name with plain keyword arguments (channels, kernels, classes)."""
-    return get_model_spec(name).build(**kwargs)
+    return _build(get_model_spec(name), kwargs)
 
 
 KERNEL_KEYS = ("conv_impl", "layer_impl", "gate_impl")  # the config keys src.kernels decides by
@@ -111,7 +129,7 @@ def create_model_from_config(cfg, export=False, batch_size=None, log=print, run_
     ``write_record=False``: the record is kept as ``network.kernel_record`` for the caller to
     write with ``src.kernels.plan.record_run``. ``export=True``: native ops only (exportable)."""
     spec = get_model_spec(cfg.model_name)
-    network = spec.build(**spec.kwargs_from_config(cfg))
+    network = _build(spec, spec.kwargs_from_config(cfg), cfg.device_target)
     if not export:
         network.kernel_record = configure(
             network, spec.input_shape(cfg, 1), batch_size or cfg.batch_size,
