@@ -112,18 +112,9 @@ def _manifest_file(path):
 def manifest_beside(path):
     """The manifest beside a checkpoint (``<stem>.json`` naming it, with its ``sha256``: the
     shipped checkpoints of ``pretrained/``) as a dict, or None when there is none of ours."""
-    manifest_file = _manifest_file(path)
-    if not os.path.isfile(manifest_file):
-        return None
-    try:
-        with open(manifest_file, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except (OSError, ValueError):
-        return None  # not a manifest of ours
-    if not isinstance(manifest, dict) or manifest.get("ckpt_file") != os.path.basename(path) \
-            or "sha256" not in manifest:
-        return None
-    return manifest
+    from src.pretrained import load_manifest
+    manifest = load_manifest(_manifest_file(path))
+    return manifest if manifest and manifest["ckpt_file"] == os.path.basename(path) else None
 
 
 def verify_manifest(path):

@@ -44,8 +44,25 @@ def read_manifest(name, folder=PRETRAINED_DIR):
     if not os.path.isfile(path):
         raise UserError(f"no shipped checkpoint '{name}' in {folder}: choose one of "
                         f"{', '.join(shipped_names(folder)) or '(none)'}")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    manifest = load_manifest(path)
+    if manifest is None:
+        raise UserError(f"{path}: not a checkpoint manifest (JSON with ckpt_file and sha256), damaged or "
+                        "replaced: restore it (git checkout -- pretrained/)")
+    return manifest
+
+
+def load_manifest(path):
+    """The checkpoint manifest at ``path`` (a JSON object with ``ckpt_file`` and ``sha256``) as
+    a dict, or None when the file is not one (unreadable, not JSON, other fields)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("ckpt_file"), str) \
+            or not isinstance(manifest.get("sha256"), str):
+        return None
+    return manifest
 
 
 def pretrained_files(name, folder=PRETRAINED_DIR):

@@ -74,6 +74,14 @@ def test_shipped_manifest_describes_the_checkpoint():
     assert f"{manifest['training']['steps']} steps" in summary
     with pytest.raises(UserError, match=f"choose one of .*{NAME}"):
         read_manifest("no_such_checkpoint")
+
+
+@pytest.mark.parametrize("text", ['{"ckpt_file": "x.ckpt", "sha2', "[1, 2]", '{"ckpt_file": "x.ckpt"}'])
+def test_damaged_manifest_is_one_line(tmp_path, text):
+    """A manifest that is not JSON, or not one of ours, is one line naming it and the fix."""
+    (tmp_path / "x.json").write_text(text)
+    with pytest.raises(UserError, match=r"x\.json: not a checkpoint manifest .*git checkout -- pretrained/"):
+        read_manifest("x", str(tmp_path))
     with pytest.raises(ValueError, match="pass no other arguments"):
         create_network("convlstm", pretrained=True, hidden_channels=(8,))
 
