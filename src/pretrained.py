@@ -242,6 +242,9 @@ def main(argv=None):
     p.add_argument("--config", required=True, help="the config the run was trained with")
     p.add_argument("--out", required=True, help="the checkpoint to write")
     args = parser.parse_args(argv)
+    if args.command != "list":  # an entry point: the oneDNN ISA before MindSpore loads (src.entry)
+        from src.kernels.tuning import apply_onednn_isa
+        apply_onednn_isa(log=None, conv_impl="native")
     if args.command == "average":
         out, sources = average(args.ckpts, args.config, args.out)
         print(f"wrote {out}: the mean weights of {len(sources)} checkpoints ({', '.join(sources)})")
