@@ -33,6 +33,7 @@ import os
 import mindspore as ms
 from mindspore.train import ModelCheckpoint
 
+from src.manifest import load_manifest
 from src.model_utils.errors import UserError, atomic_write_text, make_parent_folder, os_error_message, writing
 from src.models import create_model_from_config, get_model_spec
 
@@ -112,7 +113,6 @@ def _manifest_file(path):
 def manifest_beside(path):
     """The manifest beside a checkpoint (``<stem>.json`` naming it, with its ``sha256``: the
     shipped checkpoints of ``pretrained/``) as a dict, or None when there is none of ours."""
-    from src.pretrained import load_manifest
     manifest = load_manifest(_manifest_file(path))
     return manifest if manifest and manifest["ckpt_file"] == os.path.basename(path) else None
 

@@ -20,6 +20,7 @@ import os
 import subprocess
 
 from src.model_utils.config import REPO_ROOT
+from src.manifest import load_manifest
 from src.model_utils.errors import ArgumentParser, UserError, atomic_write_text, exit_on_user_error
 
 PRETRAINED_DIR = os.path.join(REPO_ROOT, "pretrained")
@@ -48,20 +49,6 @@ def read_manifest(name, folder=PRETRAINED_DIR):
     if manifest is None:
         raise UserError(f"{path}: not a checkpoint manifest (JSON with ckpt_file and sha256), damaged or "
                         "replaced: restore it (git checkout -- pretrained/)")
-    return manifest
-
-
-def load_manifest(path):
-    """The checkpoint manifest at ``path`` (a JSON object with ``ckpt_file`` and ``sha256``) as
-    a dict, or None when the file is not one (unreadable, not JSON, other fields)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except (OSError, ValueError):
-        return None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("ckpt_file"), str) \
-            or not isinstance(manifest.get("sha256"), str):
-        return None
     return manifest
 
 
