@@ -19,8 +19,8 @@ import json
 import os
 import subprocess
 
-from src.model_utils.config import REPO_ROOT
 from src.manifest import load_manifest
+from src.model_utils.config import REPO_ROOT
 from src.model_utils.errors import ArgumentParser, UserError, atomic_write_text, exit_on_user_error
 
 PRETRAINED_DIR = os.path.join(REPO_ROOT, "pretrained")
