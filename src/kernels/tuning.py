@@ -355,6 +355,12 @@ def native_kxk_slow():
     return bool(_APPLIED["direct"])
 
 
+def has_avx512(machine):
+    """Whether ``machine`` (:func:`machine_info`) has AVX-512, the CPUs where MindSpore's default
+    oneDNN ISA can be slow and the ISA cap is a choice to make."""
+    return any(flag.startswith("avx512") for flag in machine["flags"])
+
+
 def unset_isa_warning(device_target="CPU", machine=None, path=None):
     """One line for a process that builds a network on CPU without the ISA step of the entry
     scripts (:func:`apply_onednn_isa`, through ``src.entry.entry_config``; e.g. a script or a
@@ -363,7 +369,7 @@ def unset_isa_warning(device_target="CPU", machine=None, path=None):
     if device_target != "CPU" or _APPLIED["isa"] or os.environ.get(ONEDNN_ENV):
         return None
     machine = machine or machine_info()
-    if not any(flag.startswith("avx512") for flag in machine["flags"]):
+    if not has_avx512(machine):
         return None
     record = onednn_isa_record(path, machine)
     choice, times = record.get("choice"), record.get("ms") or {}
@@ -434,7 +440,7 @@ def apply_onednn_isa(setting="auto", log=print, measure=None, path=None, machine
         return done(choice, f"user-set: {source}={value}" if source in (ISA_ENV, "onednn_isa")
                     else source)
     machine = machine or machine_info()
-    if not any(flag.startswith("avx512") for flag in machine["flags"]):
+    if not has_avx512(machine):
         return done("default", "CPU without AVX-512: nothing to choose")
     allowed, why_not = direct if direct is not None else _direct_allowed(conv_impl, direct_kernel)
     path = path or cache_path()
